@@ -1,0 +1,3 @@
+from clipwire.server.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""Wiring: a store, a hub and a transport, started and stopped together.
+
+This is also how an existing asyncio application embeds Clipwire::
+
+    async with ClipwireServer(HubConfig(secret=SECRET, port=0)) as hub_server:
+        print(hub_server.url)   # ws://127.0.0.1:PORT/ws
+        ...                     # the rest of the application runs alongside
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+from websockets.asyncio.server import Server
+
+from .auth import TokenVerifier, secret_beside
+from .config import HubConfig
+from .hub import Hub
+from .policy import DmPolicy
+from .store.base import Store
+from .store.sqlite import SQLiteStore
+from .transport.websocket import WS_PATH, start_websocket_server
+
+log = logging.getLogger("clipwire.hub")
+
+
+class ClipwireServer:
+    def __init__(self, config: HubConfig, *, store: Store | None = None,
+                 policy: DmPolicy | None = None, reuse_port: bool = False) -> None:
+        if config.secret is None and config.jwt_algorithm == "HS256":
+            config = config.with_values(secret=secret_beside(config.db))
+        self.config = config.check()
+        self.store: Store = store or SQLiteStore(config.db, synchronous=config.sqlite_synchronous)
+        verifier = TokenVerifier.from_settings(config.jwt_algorithm, config.secret,
+                                               config.jwt_public_key_file, config.jwt_leeway_s)
+        self.hub = Hub(self.config, self.store, verifier, policy)
+        self._reuse_port = reuse_port
+        self._server: Server | None = None
+        self.port = config.port
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}{WS_PATH}"
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.hub.start()
+        self._server = await start_websocket_server(
+            self.hub, self.config.host, self.config.port, reuse_port=self._reuse_port
+        )
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+        log.info("serving %s (store %s)", self.url, self.config.db)
+
+    async def close(self) -> None:
+        """Stop listening, disconnect clients, write what is queued, close the store."""
+        if self._server is not None:
+            self._server.close(close_connections=False)
+        await self.hub.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        await self.store.close()
+
+    async def serve_forever(self) -> None:
+        try:
+            await asyncio.Future()
+        finally:
+            await self.close()
+
+    async def __aenter__(self) -> ClipwireServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()

@@ -1,0 +1,90 @@
+"""Checking the tokens that the application's backend signs.
+
+The hub never issues identities of its own: a token's ``sub`` is the user, and
+its ``exp`` bounds the session. HS256 with a shared secret is the default;
+RS256 or ES256 with the backend's public key keep the signing key off the hub.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from clipwire.protocol import ErrorCode, RequestError
+
+MAX_USER_CHARS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user: str
+    expires_at: float
+    name: str | None = None
+
+
+class TokenVerifier:
+    def __init__(self, algorithm: str, key: str, *, leeway_s: float = 5.0) -> None:
+        self.algorithm = algorithm
+        self._key = key
+        self._leeway_s = leeway_s
+
+    @classmethod
+    def from_settings(cls, algorithm: str, secret: str | None, public_key_file: str | None,
+                      leeway_s: float) -> TokenVerifier:
+        if algorithm == "HS256":
+            if not secret:
+                raise ValueError("HS256 needs a secret")
+            return cls(algorithm, secret, leeway_s=leeway_s)
+        if not public_key_file:
+            raise ValueError(f"{algorithm} needs a public key file")
+        return cls(algorithm, Path(public_key_file).read_text(), leeway_s=leeway_s)
+
+    def verify(self, token: str) -> Identity:
+        """Return who the token speaks for, or raise ``unauthorized`` saying why."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self.algorithm],
+                options={"require": ["sub", "exp"]},
+                leeway=self._leeway_s,
+            )
+        except jwt.ExpiredSignatureError:
+            raise RequestError(ErrorCode.UNAUTHORIZED, "token expired") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise RequestError(ErrorCode.UNAUTHORIZED, f"token lacks the '{exc.claim}' claim") from None
+        except jwt.InvalidTokenError:
+            raise RequestError(ErrorCode.UNAUTHORIZED, "invalid token") from None
+        user = claims["sub"]
+        if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_CHARS or not user.isprintable():
+            raise RequestError(ErrorCode.UNAUTHORIZED, "token 'sub' is not a valid user id")
+        name = claims.get("name")
+        return Identity(user, float(claims["exp"]) + self._leeway_s,
+                        name if isinstance(name, str) else None)
+
+
+def sign_token(secret: str, user: str, *, ttl_s: float = 86_400, name: str | None = None,
+               algorithm: str = "HS256", **claims: Any) -> str:
+    """Sign a token as the application's backend would (for tests, the CLI and demos)."""
+    payload: dict[str, Any] = {"sub": user, "exp": int(time.time() + ttl_s), **claims}
+    if name is not None:
+        payload["name"] = name
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+def secret_beside(db_path: str) -> str:
+    """The HS256 secret kept next to the database, created on first use (mode 0600)."""
+    path = Path(f"{db_path}.secret")
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    return secret

@@ -1,0 +1,137 @@
+"""The ``clipwire`` command: ``serve``, ``token`` and ``chat``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from dataclasses import fields
+from typing import Any
+
+from .auth import secret_beside, sign_token
+from .config import ENV_PREFIX, ConfigError, HubConfig
+
+DESCRIPTION = "Clipwire: a real-time messaging hub for in-app chat and video sharing."
+
+
+def _add_settings(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """One flag per :class:`HubConfig` field; the help names its environment variable."""
+    for f in fields(HubConfig):
+        if only is not None and f.name not in only:
+            continue
+        env = ENV_PREFIX + f.name.upper()
+        shown = "(created beside --db)" if f.metadata["secret"] else f.default
+        kind = type(f.default) if f.default is not None else str
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            type=kind,
+            default=None,
+            metavar=f.name.split("_")[-1].upper(),
+            help=f"{f.metadata['help']} [env {env}; default {shown}]",
+        )
+
+
+def _config(args: argparse.Namespace) -> HubConfig:
+    overrides = {f.name: getattr(args, f.name, None) for f in fields(HubConfig)}
+    return HubConfig.from_env(**overrides)
+
+
+def _secret(config: HubConfig) -> str:
+    return config.secret or secret_beside(config.db)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _config(args)
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .app import ClipwireServer
+
+    async def run() -> None:
+        server = ClipwireServer(config)
+        await server.start()
+        print(f"Clipwire hub on {server.url} (health: http://{config.host}:{server.port}/healthz)",
+              flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("shutting down", flush=True)
+        await server.close()
+
+    _run(run())
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    config = _config(args)
+    print(sign_token(_secret(config), args.user, ttl_s=args.ttl, name=args.name))
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from clipwire.client.chat import run_chat
+
+    config = _config(args)
+    token = args.token or sign_token(_secret(config), args.user, ttl_s=86_400)
+    url = args.url or f"ws://{config.host}:{config.port}/ws"
+    _run(run_chat(url, token))
+    return 0
+
+
+def _run(main: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional on platforms without it
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clipwire", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the hub",
+                           description="Run the hub: WebSocket at /ws, health at /healthz.")
+    _add_settings(serve)
+    serve.set_defaults(func=_serve)
+
+    token = sub.add_parser("token", help="print a token for USER, signed with the hub's secret",
+                           description="Print a token as the application's backend would sign "
+                           "it, with the secret the hub uses (CLIPWIRE_SECRET or the one beside "
+                           "--db).")
+    token.add_argument("user", help="the user id (the token's 'sub')")
+    token.add_argument("--ttl", type=float, default=86_400, help="lifetime in seconds [86400]")
+    token.add_argument("--name", help="display name claim")
+    _add_settings(token, ("db", "secret"))
+    token.set_defaults(func=_token)
+
+    chat = sub.add_parser("chat", help="a small terminal client for trying the hub by hand",
+                          description="Chat as USER. Type /help once connected.")
+    chat.add_argument("--as", dest="user", required=True, metavar="USER", help="who to chat as")
+    chat.add_argument("--url", help="hub URL [ws://HOST:PORT/ws]")
+    chat.add_argument("--token", help="token to use instead of signing one with the local secret")
+    _add_settings(chat, ("host", "port", "db", "secret"))
+    chat.set_defaults(func=_chat)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except ConfigError as exc:
+        print(f"clipwire: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main(os.sys.argv[1:]))

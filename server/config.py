@@ -1,0 +1,132 @@
+"""Every hub setting in one frozen dataclass, with units in the names.
+
+Each field is also a command-line flag (``--max-frame-bytes``) and an
+environment variable (``CLIPWIRE_MAX_FRAME_BYTES``); ``help`` in the field's
+metadata is what ``clipwire serve --help`` prints. ``HubConfig.check`` names the
+offending setting when a value cannot work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from clipwire.protocol import Limits
+
+ENV_PREFIX = "CLIPWIRE_"
+
+
+def _setting(default: Any, help: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "secret": secret})
+
+
+class ConfigError(ValueError):
+    """A setting has a value the hub cannot start with; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    host: str = _setting("127.0.0.1", "address to listen on")
+    port: int = _setting(8765, "port for WebSocket (/ws) and health (/healthz); 0 picks one")
+    db: str = _setting("./clipwire.db", "SQLite database file")
+    secret: str | None = _setting(
+        None, "HS256 secret the app backend signs tokens with (default: created beside --db)",
+        secret=True,
+    )
+    jwt_algorithm: str = _setting("HS256", "token algorithm: HS256, RS256 or ES256")
+    jwt_public_key_file: str | None = _setting(None, "PEM public key for RS256/ES256 tokens")
+    jwt_leeway_s: float = _setting(5.0, "clock skew allowed when checking token expiry")
+    hello_timeout_s: float = _setting(10.0, "seconds a new connection has to send hello")
+    max_frame_bytes: int = _setting(64 * 1024, "largest accepted frame; larger closes with 1009")
+    max_depth: int = _setting(8, "deepest nesting of maps and arrays in a frame")
+    max_text_chars: int = _setting(4000, "longest message text")
+    max_group_members: int = _setting(1000, "most members a group may have")
+    max_share_targets: int = _setting(100, "most users and groups one share may reach")
+    resume_cap: int = _setting(200, "messages pushed per conversation on resume before a gap")
+    send_buffer_bytes: int = _setting(
+        1024 * 1024, "bytes queued to one slow client before it is closed with 4009"
+    )
+    commit_batch_max: int = _setting(1000, "most messages written in one transaction")
+    commit_pending_max: int = _setting(20_000, "most messages waiting for the store")
+    sqlite_synchronous: str = _setting("FULL", "SQLite synchronous mode: FULL or NORMAL")
+    log_level: str = _setting("INFO", "logging level: DEBUG, INFO, WARNING or ERROR")
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_frame_bytes=self.max_frame_bytes,
+            max_depth=self.max_depth,
+            max_text_chars=self.max_text_chars,
+            max_group_members=self.max_group_members,
+            max_share_targets=self.max_share_targets,
+            max_str_len=max(self.max_text_chars * 4, 1024),
+        )
+
+    def check(self) -> HubConfig:
+        """Raise :class:`ConfigError` naming the first setting that cannot work."""
+        positive = ("max_frame_bytes", "max_depth", "max_text_chars", "max_group_members",
+                    "max_share_targets", "resume_cap", "send_buffer_bytes", "commit_batch_max",
+                    "commit_pending_max")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{_env(name)} (--{_flag(name)}) must be positive")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"{_env('port')} (--port) must be between 0 and 65535")
+        if self.hello_timeout_s <= 0:
+            raise ConfigError(f"{_env('hello_timeout_s')} must be positive")
+        if self.jwt_algorithm not in ("HS256", "RS256", "ES256"):
+            raise ConfigError(f"{_env('jwt_algorithm')} must be HS256, RS256 or ES256")
+        if self.jwt_algorithm == "HS256" and not self.secret:
+            raise ConfigError(f"{_env('secret')} is required for HS256 tokens")
+        if self.jwt_algorithm != "HS256" and not self.jwt_public_key_file:
+            raise ConfigError(f"{_env('jwt_public_key_file')} is required for {self.jwt_algorithm}")
+        if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigError(f"{_env('sqlite_synchronous')} must be FULL, NORMAL or EXTRA")
+        return self
+
+    def with_values(self, **values: Any) -> HubConfig:
+        return replace(self, **values)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> HubConfig:
+        """Defaults, then ``CLIPWIRE_*`` variables, then ``overrides`` (e.g. flags)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(_env(f.name))
+            if raw is not None:
+                values[f.name] = _parse(f.name, f.default, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def describe_settings() -> list[tuple[str, str, str, str]]:
+    """(flag, environment variable, default, help) for every setting, for docs and --help."""
+    rows = []
+    for f in fields(HubConfig):
+        default = "" if f.default is None else str(f.default)
+        rows.append((f"--{_flag(f.name)}", _env(f.name), default, f.metadata["help"]))
+    return rows
+
+
+def _env(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _parse(name: str, default: Any, raw: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{_env(name)}={raw!r} is not a {type(default).__name__}") from None
+    return raw

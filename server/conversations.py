@@ -1,0 +1,75 @@
+"""The hub's membership cache, and how conversation ids are made.
+
+Sends are checked against the cache, not the store, so the hot path reads no
+SQL. Every membership change goes through the hub, which updates the cache
+after the store commits; a load that raced with a change is not cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from .store.base import Conversation, Store
+
+
+def dm_id(a: str, b: str) -> str:
+    """The one DM conversation between two users, whichever of them starts it."""
+    low, high = sorted((a, b))
+    digest = hashlib.blake2b(f"{low}\0{high}".encode(), digest_size=12).hexdigest()
+    return f"dm:{digest}"
+
+
+def new_group_id() -> str:
+    return f"g:{secrets.token_urlsafe(12)}"
+
+
+def summary(conv: Conversation, for_user: str) -> dict[str, Any]:
+    """A conversation's membership as the ``conv`` event and ``welcome`` show it."""
+    out: dict[str, Any] = {"conv": conv.conv, "kind": conv.kind, "last_seq": conv.last_seq}
+    if conv.kind == "dm":
+        out["peer"] = next((u for u in conv.members if u != for_user), for_user)
+    else:
+        out["title"] = conv.title
+        out["members"] = list(conv.members)
+        out["owner"] = next((u for u, role in conv.members.items() if role == "owner"), None)
+    return out
+
+
+class ConversationCache:
+    """Bounded map of conversation id to :class:`Conversation`, filled from the store."""
+
+    def __init__(self, store: Store, max_entries: int = 100_000) -> None:
+        self._store = store
+        self._max_entries = max_entries
+        self._entries: dict[str, Conversation] = {}
+        self._generation = 0
+
+    def peek(self, conv: str) -> Conversation | None:
+        return self._entries.get(conv)
+
+    async def get(self, conv: str) -> Conversation | None:
+        entry = self._entries.get(conv)
+        if entry is not None:
+            return entry
+        generation = self._generation
+        loaded = await self._store.load_conversation(conv)
+        if loaded is None:
+            return None
+        entry = self._entries.get(conv)
+        if entry is not None:
+            return entry
+        if generation == self._generation:
+            self._put(loaded)
+        return loaded
+
+    def changed(self, conv: Conversation) -> None:
+        """Record a committed change; loads that started before it are not cached."""
+        self._generation += 1
+        self._put(conv)
+
+    def _put(self, conv: Conversation) -> None:
+        if conv.conv not in self._entries and len(self._entries) >= self._max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[conv.conv] = conv

@@ -1,0 +1,475 @@
+"""The hub core: sessions, conversations, and delivering every message once.
+
+It knows neither the socket library nor the SQL behind the store: a transport
+hands it :class:`Connection` objects, and it talks to a :class:`Store`. Every
+request of a connection is handled in order; a ``send`` is validated, queued
+for group commit, and answered from the commit callback, so the read loop
+moves on without a task per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clipwire.protocol import (
+    PROTOCOL_VERSION,
+    CloseCode,
+    ErrorCode,
+    FrameError,
+    RequestError,
+    decode,
+    encode,
+    events,
+)
+from clipwire.protocol import frames as f
+
+from .auth import TokenVerifier
+from .config import HubConfig
+from .conversations import ConversationCache, dm_id, new_group_id, summary
+from .policy import DmPolicy, OpenDmPolicy
+from .session import Connection, Session
+from .store.base import Appended, Conversation, NewMessage, Store, StoredMessage
+from .store.group_commit import GroupCommitWriter, WriterFull
+
+log = logging.getLogger("clipwire.hub")
+
+NO_ACCESS = "no such conversation, or you are not a member"
+Handler = Callable[[Session, Any], Any]
+
+
+@dataclass(slots=True)
+class _ShareReply:
+    """Collects one share's per-target outcomes; answers when the last one lands."""
+
+    session: Session
+    request_id: int
+    results: list[dict[str, Any]]
+    remaining: int
+
+    def settle(self, index: int | None, **outcome: Any) -> None:
+        """Record target ``index``'s outcome (``None``: the reply's own hold)."""
+        if index is not None:
+            self.results[index].update(outcome)
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.session.reply(events.ok(self.request_id, results=self.results))
+
+
+@dataclass(slots=True)
+class _Ticket:
+    """Who waits for one queued append, and how to answer them."""
+
+    session: Session | None
+    request_id: int | None
+    share: _ShareReply | None = None
+    index: int = 0
+
+
+class Hub:
+    def __init__(self, config: HubConfig, store: Store, verifier: TokenVerifier,
+                 policy: DmPolicy | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.store = store
+        self.verifier = verifier
+        self.policy: DmPolicy = policy or OpenDmPolicy()
+        self.clock = clock
+        self.sessions: dict[str, set[Session]] = {}
+        self.convs = ConversationCache(store)
+        self.writer: GroupCommitWriter[_Ticket] = GroupCommitWriter(
+            store, self._committed, self._failed,
+            max_pending=config.commit_pending_max, max_batch=config.commit_batch_max,
+        )
+        self._handlers: dict[type, Handler] = {
+            f.Send: self._send, f.Share: self._share, f.History: self._history,
+            f.GroupCreate: self._group_create, f.GroupAdd: self._group_add,
+            f.GroupRemove: self._group_remove, f.GroupLeave: self._group_leave,
+            f.Refresh: self._refresh, f.Ping: self._ping, f.Hello: self._hello_again,
+        }
+        self._welcome_limits = {**self.limits.to_wire(), "resume_cap": config.resume_cap,
+                                "hello_timeout_ms": int(config.hello_timeout_s * 1000)}
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        self.writer.start()
+
+    async def close(self) -> None:
+        """Disconnect everyone, then write what is queued."""
+        for sessions in list(self.sessions.values()):
+            for session in list(sessions):
+                session.close(CloseCode.GOING_AWAY, "hub shutting down")
+        await self.writer.close()
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- one connection -----------------------------------------------------
+
+    async def serve(self, conn: Connection) -> None:
+        """Run one connection from its first frame to its end."""
+        incoming = aiter(conn)
+        try:
+            async with asyncio.timeout(self.config.hello_timeout_s):
+                first = await anext(incoming)
+        except TimeoutError:
+            conn.close(CloseCode.HELLO_TIMEOUT, "no hello in time")
+            return
+        except StopAsyncIteration:
+            return
+        session = await self._hello(conn, first)
+        if session is None:
+            return
+        log.info("%s connected: user %s from %s", session.id, session.user, conn.remote)
+        try:
+            async for data in incoming:
+                if not await self._on_frame(session, data):
+                    break
+        finally:
+            self._unregister(session)
+            log.info("%s disconnected", session.id)
+
+    def _read_frame(self, conn: Connection, data: bytes | str) -> dict[str, Any] | None:
+        if isinstance(data, str):
+            conn.close(CloseCode.PROTOCOL_ERROR, "text frames are not accepted; send binary msgpack")
+            return None
+        try:
+            return decode(data, self.limits)
+        except FrameError as exc:
+            conn.close(exc.close_code, exc.reason)
+            return None
+
+    async def _hello(self, conn: Connection, data: bytes | str) -> Session | None:
+        frame = self._read_frame(conn, data)
+        if frame is None:
+            return None
+        rid = f.request_id(frame)
+        if frame["t"] != "hello":
+            conn.close(CloseCode.PROTOCOL_ERROR, "the first frame must be hello")
+            return None
+        try:
+            hello = f.parse_hello(frame, self.limits)
+            if hello.v != PROTOCOL_VERSION:
+                raise RequestError.bad(f"protocol version {hello.v} is not served; use 1")
+        except RequestError as exc:
+            conn.send(encode(events.error(rid, exc.code, exc.message)))
+            conn.close(CloseCode.PROTOCOL_ERROR, exc.message)
+            return None
+        try:
+            identity = self.verifier.verify(hello.token)
+        except RequestError as exc:
+            conn.send(encode(events.error(rid, exc.code, exc.message)))
+            conn.close(CloseCode.UNAUTHORIZED, exc.message)
+            return None
+        session = Session(conn, identity.user, identity.name, hello.device,
+                          self.config.send_buffer_bytes)
+        session.expire_at(identity.expires_at, self.clock())
+        self.sessions.setdefault(session.user, set()).add(session)
+        try:
+            await self._welcome(session, hello)
+        except Exception:
+            self._unregister(session)
+            raise
+        return session
+
+    async def _welcome(self, session: Session, hello: f.Hello) -> None:
+        convs = await self.store.user_conversations(session.user)
+        listed = []
+        for c in convs:
+            item: dict[str, Any] = {"conv": c.conv, "kind": c.kind, "last_seq": c.last_seq,
+                                    "read_seq": c.read_seq, "unread": c.unread}
+            if c.kind == "dm":
+                item["peer"] = next((u for u in c.members if u != session.user), session.user)
+            else:
+                item["title"] = c.title
+                item["members"] = list(c.members)
+            listed.append(item)
+        session.reply(events.ok(
+            hello.id, user=session.user, session=session.id, server_time=self.now_ms(),
+            limits=self._welcome_limits, convs=listed, requests=[],
+        ))
+        await self._resume(session, hello.resume)
+        session.release()
+
+    async def _resume(self, session: Session, resume: dict[str, int]) -> None:
+        cap = self.config.resume_cap
+        for conv_id, last in resume.items():
+            conv = await self.convs.get(conv_id)
+            if conv is None or session.user not in conv.members or last >= conv.last_seq:
+                continue
+            backlog = await self.store.messages_after(conv_id, last, cap)
+            for msg in backlog:
+                session.push_now(encode({"t": "msg", **msg.to_wire()}))
+            reached = backlog[-1].seq if backlog else last
+            if len(backlog) == cap and reached < conv.last_seq:
+                session.push_now(encode(events.gap(conv_id, reached + 1, conv.last_seq)))
+
+    def _unregister(self, session: Session) -> None:
+        session.ended()
+        devices = self.sessions.get(session.user)
+        if devices is not None:
+            devices.discard(session)
+            if not devices:
+                del self.sessions[session.user]
+
+    async def _on_frame(self, session: Session, data: bytes | str) -> bool:
+        frame = self._read_frame(session.conn, data)
+        if frame is None:
+            return False
+        try:
+            request = f.parse_request(frame, self.limits)
+            handler = self._handlers.get(type(request))
+            if handler is None:
+                raise RequestError(ErrorCode.BAD_REQUEST, f"'{frame['t']}' is not served by this hub")
+            await handler(session, request)
+        except RequestError as exc:
+            if frame["t"] not in f.SIGNALS:
+                session.reply(events.error(f.request_id(frame), exc.code, exc.message))
+        except Exception:
+            log.exception("%s: request %r failed", session.id, frame["t"])
+            session.reply(events.error(f.request_id(frame), ErrorCode.INTERNAL, "internal error"))
+        return True
+
+    # -- fan-out ------------------------------------------------------------
+
+    def deliver(self, users: Any, data: bytes, skip: Session | None = None) -> None:
+        """Write one encoded frame to every connected device of ``users``."""
+        sessions = self.sessions
+        for user in users:
+            devices = sessions.get(user)
+            if devices:
+                for session in devices:
+                    if session is not skip:
+                        session.push(data)
+
+    def _announce(self, conv: Conversation, users: Any) -> None:
+        """Send ``users`` the conversation's current summary (a ``conv`` event)."""
+        if conv.kind == "group":
+            self.deliver(users, encode({"t": "conv", **summary(conv, "")}))
+        else:
+            for user in users:
+                self.deliver((user,), encode({"t": "conv", **summary(conv, user)}))
+
+    # -- messages -----------------------------------------------------------
+
+    async def _writable(self, user: str, to: str | None, conv_id: str | None) -> Conversation:
+        """The conversation ``user`` may write to, creating a DM on first use."""
+        if to is not None:
+            if to == user:
+                raise RequestError.bad("you cannot send a direct message to yourself")
+            if not await self.policy.may_dm(user, to):
+                raise RequestError(ErrorCode.FORBIDDEN, "you may not message this user")
+            return await self._dm(user, to)
+        assert conv_id is not None
+        conv = await self.convs.get(conv_id)
+        if conv is None or user not in conv.members:
+            raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
+        if conv.kind == "dm":
+            peer = next((u for u in conv.members if u != user), user)
+            if not await self.policy.may_dm(user, peer):
+                raise RequestError(ErrorCode.FORBIDDEN, "you may not message this user")
+        return conv
+
+    async def _dm(self, a: str, b: str) -> Conversation:
+        conv_id = dm_id(a, b)
+        conv = await self.convs.get(conv_id)
+        if conv is not None:
+            return conv
+        created = await self.store.ensure_dm(conv_id, a, b, self.now_ms())
+        conv = await self.convs.get(conv_id)
+        if conv is None:
+            raise RequestError(ErrorCode.UNAVAILABLE, "conversation could not be created")
+        if created:
+            self.convs.changed(conv)
+            self._announce(conv, (a, b))
+        return conv
+
+    async def _reply_target(self, conv: Conversation, reply: f.Reply | None) -> dict[str, int] | None:
+        if reply is None:
+            return None
+        if not 0 < reply.seq <= conv.last_seq:
+            raise RequestError.bad("'reply.seq' names no message of this conversation")
+        if reply.at_ms is not None:
+            target = await self.store.get_message(conv.conv, reply.seq)
+            duration = (target.video or {}).get("duration_ms") if target else None
+            if target is None or target.kind != "video":
+                raise RequestError.bad("'reply.at_ms' is for replies to a video share")
+            if duration is not None and reply.at_ms > duration:
+                raise RequestError.bad("'reply.at_ms' lies beyond the video's duration")
+        return reply.to_wire()
+
+    def _submit(self, item: NewMessage, ticket: _Ticket) -> None:
+        try:
+            self.writer.submit(item, ticket)
+        except WriterFull as exc:
+            raise RequestError(ErrorCode.UNAVAILABLE, str(exc)) from None
+
+    async def _send(self, session: Session, req: f.Send) -> None:
+        conv = await self._writable(session.user, req.to, req.conv)
+        reply = await self._reply_target(conv, req.reply)
+        item = NewMessage(conv.conv, session.user, req.cmid, req.kind, self.now_ms(), req.text,
+                          req.video.to_wire() if req.video else None, reply)
+        self._submit(item, _Ticket(session, req.id))
+
+    async def _share(self, session: Session, req: f.Share) -> None:
+        targets = [("to", u) for u in req.to] + [("conv", c) for c in req.convs]
+        tracker = _ShareReply(session, req.id, [{key: t} for key, t in targets], 0)
+        card = req.video.to_wire()
+        queued: list[tuple[int, NewMessage]] = []
+        for index, (key, target) in enumerate(targets):
+            try:
+                conv = await (self._writable(session.user, target, None) if key == "to"
+                              else self._writable(session.user, None, target))
+            except RequestError as exc:
+                tracker.results[index]["error"] = str(exc.code)
+                continue
+            tracker.results[index]["conv"] = conv.conv
+            queued.append((index, NewMessage(conv.conv, session.user, req.cmid, "video",
+                                             self.now_ms(), req.text, card)))
+        tracker.remaining = len(queued) + 1  # +1 holds the reply until all are queued
+        for index, item in queued:
+            try:
+                self.writer.submit(item, _Ticket(session, req.id, tracker, index))
+            except WriterFull:
+                tracker.settle(index, error=str(ErrorCode.UNAVAILABLE))
+        tracker.settle(None)
+
+    def _committed(self, tickets: Sequence[_Ticket], results: Sequence[Appended | None]) -> None:
+        """After a commit: answer each sender, then fan each new message out."""
+        for ticket, result in zip(tickets, results, strict=True):
+            if result is None:
+                self._answer_error(ticket, ErrorCode.NOT_FOUND, NO_ACCESS)
+                continue
+            msg = result.message
+            conv = self.convs.peek(msg.conv)
+            if conv is not None and msg.seq > conv.last_seq:
+                conv.last_seq = msg.seq
+            if ticket.share is not None:
+                ticket.share.settle(ticket.index, seq=msg.seq, ts=msg.ts)
+            elif ticket.session is not None:
+                ticket.session.reply(events.ok(ticket.request_id, conv=msg.conv, seq=msg.seq,
+                                               ts=msg.ts))
+            if not result.duplicate:
+                self._fan_out(msg, conv, ticket.session)
+
+    def _fan_out(self, msg: StoredMessage, conv: Conversation | None, origin: Session | None) -> None:
+        data = encode({"t": "msg", **msg.to_wire()})
+        if conv is not None:
+            self.deliver(conv.members, data, skip=origin)
+            return
+        # Evicted from the cache between validation and commit: rare, load it again.
+        async def later() -> None:
+            loaded = await self.convs.get(msg.conv)
+            if loaded is not None:
+                self.deliver(loaded.members, data, skip=origin)
+        asyncio.get_running_loop().create_task(later())
+
+    def _failed(self, tickets: Sequence[_Ticket], exc: Exception) -> None:
+        for ticket in tickets:
+            self._answer_error(ticket, ErrorCode.UNAVAILABLE,
+                               "message not stored; retry with the same cmid")
+
+    @staticmethod
+    def _answer_error(ticket: _Ticket, code: ErrorCode, message: str) -> None:
+        if ticket.share is not None:
+            ticket.share.settle(ticket.index, error=str(code))
+        elif ticket.session is not None:
+            ticket.session.reply(events.error(ticket.request_id, code, message))
+
+    async def _history(self, session: Session, req: f.History) -> None:
+        conv = await self.convs.get(req.conv)
+        if conv is None or session.user not in conv.members:
+            raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
+        messages = await self.store.history(req.conv, req.before, req.limit)
+        session.reply(events.ok(req.id, messages=[{**m.to_wire(), "reactions": []}
+                                                  for m in messages]))
+
+    # -- groups -------------------------------------------------------------
+
+    async def _member_group(self, user: str, conv_id: str) -> Conversation:
+        conv = await self.convs.get(conv_id)
+        if conv is None or user not in conv.members:
+            raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
+        if conv.kind != "group":
+            raise RequestError.bad("a direct conversation has no members to change")
+        return conv
+
+    def _check_size(self, count: int) -> None:
+        if count > self.config.max_group_members:
+            raise RequestError(ErrorCode.TOO_LARGE,
+                               f"a group holds at most {self.config.max_group_members} members")
+
+    async def _group_create(self, session: Session, req: f.GroupCreate) -> None:
+        others = [u for u in req.members if u != session.user]
+        self._check_size(len(others) + 1)
+        conv = Conversation(new_group_id(), "group", req.title, 0,
+                            {session.user: "owner", **dict.fromkeys(others, "member")})
+        await self.store.create_group(conv.conv, req.title, session.user, others, self.now_ms())
+        self.convs.changed(conv)
+        session.reply(events.ok(req.id, conv=conv.conv))
+        self._announce(conv, conv.members)
+
+    async def _group_add(self, session: Session, req: f.GroupAdd) -> None:
+        conv = await self._member_group(session.user, req.conv)
+        new = [u for u in req.members if u not in conv.members]
+        self._check_size(len(conv.members) + len(new))
+        if new:
+            await self.store.add_members(conv.conv, new, self.now_ms())
+            conv.members.update(dict.fromkeys(new, "member"))
+            self.convs.changed(conv)
+        session.reply(events.ok(req.id))
+        if new:
+            self._announce(conv, conv.members)
+
+    async def _group_remove(self, session: Session, req: f.GroupRemove) -> None:
+        conv = await self._member_group(session.user, req.conv)
+        if conv.members[session.user] != "owner":
+            raise RequestError(ErrorCode.FORBIDDEN, "only the group's owner removes members")
+        gone = [u for u in req.members if u in conv.members and u != session.user]
+        if gone:
+            await self.store.remove_members(conv.conv, gone)
+            for user in gone:
+                del conv.members[user]
+            self.convs.changed(conv)
+        session.reply(events.ok(req.id))
+        if gone:
+            self._left(conv, gone)
+
+    async def _group_leave(self, session: Session, req: f.GroupLeave) -> None:
+        conv = await self._member_group(session.user, req.conv)
+        was_owner = conv.members[session.user] == "owner"
+        await self.store.remove_members(conv.conv, [session.user])
+        del conv.members[session.user]
+        if was_owner and conv.members:
+            heir = next(iter(conv.members))
+            await self.store.set_role(conv.conv, heir, "owner")
+            conv.members[heir] = "owner"
+        self.convs.changed(conv)
+        session.reply(events.ok(req.id))
+        self._left(conv, [session.user])
+
+    def _left(self, conv: Conversation, gone: list[str]) -> None:
+        self.deliver(gone, encode({"t": "conv", "conv": conv.conv, "kind": conv.kind,
+                                   "removed": True}))
+        self._announce(conv, conv.members)
+
+    # -- session upkeep -----------------------------------------------------
+
+    async def _refresh(self, session: Session, req: f.Refresh) -> None:
+        identity = self.verifier.verify(req.token)
+        if identity.user != session.user:
+            raise RequestError(ErrorCode.UNAUTHORIZED, "the new token is for another user")
+        session.expire_at(identity.expires_at, self.clock())
+        session.reply(events.ok(req.id, expires_at=int(identity.expires_at * 1000)))
+
+    async def _ping(self, session: Session, req: f.Ping) -> None:
+        if req.id is not None:
+            session.reply(events.ok(req.id, server_time=self.now_ms()))
+
+    async def _hello_again(self, session: Session, req: f.Hello) -> None:
+        raise RequestError.bad("this connection has already said hello")

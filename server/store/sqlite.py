@@ -1,0 +1,357 @@
+"""The embedded default store: one SQLite file in WAL mode, through aiosqlite.
+
+One connection writes and one reads, so history and welcome queries never wait
+behind a commit. Writes take ``BEGIN IMMEDIATE``, which also makes several hub
+processes sharing one file safe (they queue on SQLite's write lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from .base import (
+    Appended,
+    Conversation,
+    ConversationKind,
+    ConversationSummary,
+    NewMessage,
+    Role,
+    StoredMessage,
+    StoreUnavailable,
+)
+
+log = logging.getLogger("clipwire.store")
+
+# Each entry upgrades the schema by one version (PRAGMA user_version).
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL DEFAULT '',
+        last_seq INTEGER NOT NULL DEFAULT 0,
+        created_ts INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE members (
+        conv TEXT NOT NULL,
+        user TEXT NOT NULL,
+        role TEXT NOT NULL DEFAULT 'member',
+        joined_ts INTEGER NOT NULL,
+        read_seq INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (conv, user)
+    ) WITHOUT ROWID;
+    CREATE INDEX members_by_user ON members (user, conv);
+    CREATE TABLE messages (
+        conv TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        cmid TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT,
+        video BLOB,
+        reply BLOB,
+        unsent INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (conv, seq)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX messages_by_cmid ON messages (conv, sender, cmid);
+    """,
+)
+
+_MESSAGE_COLUMNS = "conv, seq, sender, cmid, ts, kind, text, video, reply, unsent"
+_CHUNK = 250  # keys per IN (...) query, well under SQLite's variable limit
+
+
+class SQLiteStore:
+    """A ``Store`` on one SQLite file."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        self.synchronous = synchronous
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self.migrate()
+        self._reader = await self._connect()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        await conn.execute("PRAGMA foreign_keys=OFF")
+        return conn
+
+    async def migrate(self) -> int:
+        """Bring the schema up to date; returns the version it ends at."""
+        w = self._w
+        async with self._write_lock:
+            (version,) = await self._one(w, "PRAGMA user_version")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                log.info("migrating %s to schema version %d", self.path, number)
+                await w.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;")
+            return len(MIGRATIONS)
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    @property
+    def _w(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise StoreUnavailable("store is not open")
+        return self._writer
+
+    @property
+    def _r(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StoreUnavailable("store is not open")
+        return self._reader
+
+    @staticmethod
+    async def _one(conn: aiosqlite.Connection, sql: str, *args: Any) -> Any:
+        async with conn.execute(sql, args) as cur:
+            return await cur.fetchone()
+
+    @staticmethod
+    async def _all(conn: aiosqlite.Connection, sql: str, *args: Any) -> list[Any]:
+        async with conn.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        async with self._write_lock:
+            w = self._w
+            try:
+                await w.execute("BEGIN IMMEDIATE")
+                for sql, args in statements:
+                    await w.execute(sql, args)
+                await w.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._rollback()
+                raise StoreUnavailable(str(exc)) from exc
+
+    async def _rollback(self) -> None:
+        try:
+            await self._w.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    # -- messages -----------------------------------------------------------
+
+    async def append_batch(self, items: Sequence[NewMessage]) -> list[Appended | None]:
+        async with self._write_lock:
+            w = self._w
+            try:
+                await w.execute("BEGIN IMMEDIATE")
+                results, rows, last = await self._plan_batch(w, items)
+                if rows:
+                    await w.executemany(
+                        f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,0)", rows
+                    )
+                    await w.executemany(
+                        "UPDATE conversations SET last_seq = ? WHERE id = ?",
+                        [(seq, conv) for conv, seq in last.items()],
+                    )
+                await w.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._rollback()
+                raise StoreUnavailable(str(exc)) from exc
+        return results
+
+    async def _plan_batch(
+        self, w: aiosqlite.Connection, items: Sequence[NewMessage]
+    ) -> tuple[list[Appended | None], list[tuple[Any, ...]], dict[str, int]]:
+        """Assign seqs inside the open transaction; find retries by cmid."""
+        convs = list(dict.fromkeys(item.conv for item in items))
+        seqs: dict[str, int] = {}
+        for chunk in _chunks(convs):
+            marks = ",".join("?" * len(chunk))
+            for conv, seq in await self._all(
+                w, f"SELECT id, last_seq FROM conversations WHERE id IN ({marks})", *chunk
+            ):
+                seqs[conv] = seq
+        seen: dict[tuple[str, str, str], StoredMessage] = {}
+        keys = list(dict.fromkeys((i.conv, i.sender, i.cmid) for i in items))
+        for chunk in _chunks(keys):
+            marks = ",".join(["(?,?,?)"] * len(chunk))
+            flat = [v for key in chunk for v in key]
+            for row in await self._all(
+                w,
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE (conv, sender, cmid) IN (VALUES {marks})",
+                *flat,
+            ):
+                msg = _message(row)
+                seen[(msg.conv, msg.sender, msg.cmid)] = msg
+        results: list[Appended | None] = []
+        rows: list[tuple[Any, ...]] = []
+        last: dict[str, int] = {}
+        for item in items:
+            key = (item.conv, item.sender, item.cmid)
+            if key in seen:
+                results.append(Appended(seen[key], duplicate=True))
+                continue
+            if item.conv not in seqs:
+                results.append(None)
+                continue
+            seq = seqs[item.conv] = seqs[item.conv] + 1
+            last[item.conv] = seq
+            msg = StoredMessage(item.conv, seq, item.sender, item.cmid, item.kind, item.ts,
+                                item.text, item.video, item.reply)
+            seen[key] = msg
+            results.append(Appended(msg, duplicate=False))
+            rows.append((item.conv, seq, item.sender, item.cmid, item.ts, item.kind, item.text,
+                         _blob(item.video), _blob(item.reply)))
+        return results, rows, last
+
+    async def get_message(self, conv: str, seq: int) -> StoredMessage | None:
+        row = await self._one(
+            self._r, f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?", conv, seq
+        )
+        return None if row is None else _message(row)
+
+    async def history(self, conv: str, before: int | None, limit: int) -> list[StoredMessage]:
+        bound = before if before is not None else 2**63 - 1
+        rows = await self._all(
+            self._r,
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq < ? "
+            "ORDER BY seq DESC LIMIT ?",
+            conv, bound, limit,
+        )
+        return [_message(row) for row in reversed(rows)]
+
+    async def messages_after(self, conv: str, after: int, limit: int) -> list[StoredMessage]:
+        rows = await self._all(
+            self._r,
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            conv, after, limit,
+        )
+        return [_message(row) for row in rows]
+
+    # -- conversations ------------------------------------------------------
+
+    async def ensure_dm(self, conv: str, a: str, b: str, ts: int) -> bool:
+        async with self._write_lock:
+            w = self._w
+            try:
+                await w.execute("BEGIN IMMEDIATE")
+                cur = await w.execute(
+                    "INSERT OR IGNORE INTO conversations (id, kind, created_ts) VALUES (?, 'dm', ?)",
+                    (conv, ts),
+                )
+                created = cur.rowcount == 1
+                if created:
+                    await w.executemany(
+                        "INSERT OR IGNORE INTO members (conv, user, joined_ts) VALUES (?, ?, ?)",
+                        [(conv, a, ts), (conv, b, ts)],
+                    )
+                await w.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._rollback()
+                raise StoreUnavailable(str(exc)) from exc
+        return created
+
+    async def create_group(self, conv: str, title: str, owner: str, members: Iterable[str],
+                           ts: int) -> None:
+        statements: list[tuple[str, Sequence[Any]]] = [
+            ("INSERT INTO conversations (id, kind, title, created_ts) VALUES (?, 'group', ?, ?)",
+             (conv, title, ts)),
+            ("INSERT INTO members (conv, user, role, joined_ts) VALUES (?, ?, 'owner', ?)",
+             (conv, owner, ts)),
+        ]
+        statements += [
+            ("INSERT OR IGNORE INTO members (conv, user, joined_ts) VALUES (?, ?, ?)", (conv, u, ts))
+            for u in members if u != owner
+        ]
+        await self._transaction(statements)
+
+    async def add_members(self, conv: str, users: Iterable[str], ts: int) -> None:
+        await self._transaction([
+            ("INSERT OR IGNORE INTO members (conv, user, joined_ts) VALUES (?, ?, ?)", (conv, u, ts))
+            for u in users
+        ])
+
+    async def remove_members(self, conv: str, users: Iterable[str]) -> None:
+        await self._transaction([
+            ("DELETE FROM members WHERE conv = ? AND user = ?", (conv, u)) for u in users
+        ])
+
+    async def set_role(self, conv: str, user: str, role: Role) -> None:
+        await self._transaction([
+            ("UPDATE members SET role = ? WHERE conv = ? AND user = ?", (role, conv, user))
+        ])
+
+    async def load_conversation(self, conv: str) -> Conversation | None:
+        row = await self._one(
+            self._r, "SELECT kind, title, last_seq FROM conversations WHERE id = ?", conv
+        )
+        if row is None:
+            return None
+        members = await self._all(
+            self._r, "SELECT user, role FROM members WHERE conv = ? ORDER BY joined_ts, user", conv
+        )
+        return Conversation(conv, row[0], row[1], row[2], {u: r for u, r in members})
+
+    async def user_conversations(self, user: str) -> list[ConversationSummary]:
+        rows = await self._all(
+            self._r,
+            """
+            SELECT c.id, c.kind, c.title, c.last_seq, m.read_seq,
+                   (SELECT COUNT(*) FROM messages x
+                     WHERE x.conv = c.id AND x.seq > m.read_seq AND x.sender <> m.user)
+              FROM members m JOIN conversations c ON c.id = m.conv
+             WHERE m.user = ?
+             ORDER BY c.last_seq DESC, c.id
+            """,
+            user,
+        )
+        convs = [row[0] for row in rows]
+        members: dict[str, list[str]] = {conv: [] for conv in convs}
+        for chunk in _chunks(convs):
+            marks = ",".join("?" * len(chunk))
+            for conv, member in await self._all(
+                self._r,
+                f"SELECT conv, user FROM members WHERE conv IN ({marks}) ORDER BY joined_ts, user",
+                *chunk,
+            ):
+                members[conv].append(member)
+        kinds: dict[str, ConversationKind] = {"dm": "dm", "group": "group"}
+        return [
+            ConversationSummary(conv, kinds[kind], title, tuple(members[conv]), last_seq,
+                                read_seq, unread)
+            for conv, kind, title, last_seq, read_seq, unread in rows
+        ]
+
+
+def _chunks(items: list[Any]) -> Iterable[list[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _blob(value: dict[str, Any] | None) -> bytes | None:
+    return None if value is None else orjson.dumps(value)
+
+
+def _message(row: Any) -> StoredMessage:
+    conv, seq, sender, cmid, ts, kind, text, video, reply, unsent = row
+    return StoredMessage(
+        conv, seq, sender, cmid, kind, ts, text,
+        None if video is None else orjson.loads(video),
+        None if reply is None else orjson.loads(reply),
+        bool(unsent),
+    )
