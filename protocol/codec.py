@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from .errors import FrameError, FrameTooLarge
 
@@ -48,7 +48,8 @@ _packer = msgpack.Packer(use_bin_type=True, autoreset=True)
 
 def encode(frame: dict[str, Any]) -> bytes:
     """Encode one frame. Called once per event however many receive it."""
-    return _packer.pack(frame)
+    data: bytes = _packer.pack(frame)
+    return data
 
 
 def decode_any(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:

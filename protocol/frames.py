@@ -414,7 +414,8 @@ def _send(f: _Fields) -> Send:
         video = parse_video_card(video_value, f.limits)
     else:
         raise RequestError.bad("'kind' must be 'text' or 'video'")
-    return Send(f.uint("id"), f.ident("cmid"), to, conv, kind, text or None, video,
+    kind_checked: MessageKind = "video" if kind == "video" else "text"
+    return Send(f.uint("id"), f.ident("cmid"), to, conv, kind_checked, text or None, video,
                 _reply(f.frame.get("reply")))
 
 
@@ -449,6 +450,7 @@ def _react(f: _Fields) -> React:
     visible = (emoji or "").replace("\u200d", "")
     if not visible or not visible.isprintable() or visible.isspace():
         raise RequestError.bad("'emoji' must be a non-empty printable string")
+    assert emoji is not None  # required=True above
     return React(f.uint("id"), f.ident("conv"), f.uint("seq"), emoji, f.boolean("on"),
                  f.opt_uint("at_ms"))
 

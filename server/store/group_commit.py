@@ -85,16 +85,14 @@ class GroupCommitWriter(Generic[Ticket]):
                 results = await self._store.append_batch(items)
             except Exception as exc:
                 log.error("append of %d messages failed: %s", len(items), exc)
-                self._report(self._on_error, tickets, exc)
+                try:
+                    self._on_error(tickets, exc)
+                except Exception:  # a bug in the callback must not stop the writer
+                    log.exception("group commit error callback failed")
                 continue
             self.batches += 1
             self.committed += len(items)
-            self._report(self._on_commit, tickets, results)
-
-    @staticmethod
-    def _report(callback: Callable[[Sequence[Ticket], object], None], tickets: Sequence[Ticket],
-                arg: object) -> None:
-        try:
-            callback(tickets, arg)
-        except Exception:  # a bug in the callback must not stop the writer
-            log.exception("group commit callback failed")
+            try:
+                self._on_commit(tickets, results)
+            except Exception:
+                log.exception("group commit callback failed")

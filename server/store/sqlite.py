@@ -123,15 +123,16 @@ class SQLiteStore:
             raise StoreUnavailable("store is not open")
         return self._reader
 
+    # Each read runs and finishes in one call: a statement left open on the
+    # shared reader would pin an old snapshot for every other coroutine.
     @staticmethod
     async def _one(conn: aiosqlite.Connection, sql: str, *args: Any) -> Any:
-        async with conn.execute(sql, args) as cur:
-            return await cur.fetchone()
+        rows = await conn.execute_fetchall(sql, args)
+        return next(iter(rows), None)
 
     @staticmethod
     async def _all(conn: aiosqlite.Connection, sql: str, *args: Any) -> list[Any]:
-        async with conn.execute(sql, args) as cur:
-            return list(await cur.fetchall())
+        return list(await conn.execute_fetchall(sql, args))
 
     async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         async with self._write_lock:

@@ -1,0 +1,1 @@
+"""Clipwire's benchmarks: one script per question, each writing JSON to results/."""

@@ -1,0 +1,62 @@
+"""Shared fixtures: a real hub on a loopback port with a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from wire import SECRET, HubProcess, RawClient, token
+
+from clipwire.server import ClipwireServer, HubConfig
+
+HubFactory = Callable[..., Awaitable[ClipwireServer]]
+
+
+@pytest.fixture
+async def hub_factory(tmp_path: Path) -> AsyncIterator[HubFactory]:
+    """Start hubs with custom settings; each is closed at the end of the test."""
+    started: list[ClipwireServer] = []
+
+    async def start(**settings: Any) -> ClipwireServer:
+        values: dict[str, Any] = {"port": 0, "db": str(tmp_path / "hub.db"), "secret": SECRET}
+        values.update(settings)
+        server = ClipwireServer(HubConfig(**values))
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        if server._server is not None:
+            await server.close()
+
+
+@pytest.fixture
+async def hub(hub_factory: HubFactory) -> ClipwireServer:
+    return await hub_factory()
+
+
+@pytest.fixture
+async def connect(hub: ClipwireServer) -> AsyncIterator[Callable[..., Awaitable[RawClient]]]:
+    """``await connect("alice")``: a client on ``hub`` that has said hello as that user."""
+    clients: list[RawClient] = []
+
+    async def open_as(user: str, **hello: Any) -> RawClient:
+        client = await RawClient.open(hub.url)
+        clients.append(client)
+        await client.hello(token(user), **hello)
+        return client
+
+    yield open_as
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+def hub_process(tmp_path: Path) -> Iterator[HubProcess]:
+    """A hub in its own process (``clipwire serve``), for kill-and-restart tests."""
+    proc = HubProcess(tmp_path / "proc.db")
+    yield proc
+    proc.stop()

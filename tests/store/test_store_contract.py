@@ -1,0 +1,158 @@
+"""The contract every ``Store`` must keep, run against each implementation.
+
+The multi-node work adds PostgreSQL to ``store`` below; every test here must
+pass for it unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from clipwire.server.store.base import NewMessage, Store
+from clipwire.server.store.group_commit import GroupCommitWriter
+from clipwire.server.store.sqlite import SQLiteStore
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    impl: Store = SQLiteStore(tmp_path / "store.db")
+    await impl.open()
+    yield impl
+    await impl.close()
+
+
+def msg(conv: str, sender: str, cmid: str, text: str = "hi", ts: int = 1) -> NewMessage:
+    return NewMessage(conv, sender, cmid, "text", ts, text)
+
+
+async def test_append_assigns_gap_free_seqs_per_conversation(store: Store) -> None:
+    await store.ensure_dm("d1", "a", "b", 1)
+    await store.create_group("g1", "team", "a", ["b", "c"], 1)
+    items = [msg("d1", "a", "1"), msg("g1", "b", "1"), msg("d1", "b", "1"), msg("g1", "a", "2")]
+    results = await store.append_batch(items)
+    assert [(r.message.conv, r.message.seq) for r in results if r] == [
+        ("d1", 1), ("g1", 1), ("d1", 2), ("g1", 2)
+    ]
+    more = await store.append_batch([msg("d1", "a", "3")])
+    assert more[0] is not None and more[0].message.seq == 3
+
+
+async def test_retry_by_cmid_returns_first_message(store: Store) -> None:
+    await store.ensure_dm("d1", "a", "b", 1)
+    first = await store.append_batch([msg("d1", "a", "x", "one", ts=5)])
+    again = await store.append_batch([msg("d1", "a", "x", "two", ts=9), msg("d1", "a", "x", "three")])
+    assert first[0] is not None and not first[0].duplicate
+    for result in again:
+        assert result is not None and result.duplicate
+        assert result.message == first[0].message
+    # Same cmid from another sender, or in another conversation, is a new message.
+    await store.ensure_dm("d2", "a", "c", 1)
+    other = await store.append_batch([msg("d1", "b", "x"), msg("d2", "a", "x")])
+    assert [r.message.seq for r in other if r and not r.duplicate] == [2, 1]
+
+
+async def test_duplicate_within_one_batch_is_stored_once(store: Store) -> None:
+    await store.ensure_dm("d1", "a", "b", 1)
+    results = await store.append_batch([msg("d1", "a", "x"), msg("d1", "a", "x")])
+    assert results[0] is not None and results[1] is not None
+    assert results[1].duplicate and results[1].message == results[0].message
+    assert [m.seq for m in await store.history("d1", None, 10)] == [1]
+
+
+async def test_unknown_conversation_yields_none_and_spares_the_rest(store: Store) -> None:
+    await store.ensure_dm("d1", "a", "b", 1)
+    results = await store.append_batch([msg("nope", "a", "1"), msg("d1", "a", "2")])
+    assert results[0] is None
+    assert results[1] is not None and results[1].message.seq == 1
+
+
+async def test_history_pages_backwards_oldest_first(store: Store) -> None:
+    await store.ensure_dm("d1", "a", "b", 1)
+    await store.append_batch([msg("d1", "a", str(i), f"m{i}") for i in range(1, 11)])
+    newest = await store.history("d1", None, 4)
+    assert [m.seq for m in newest] == [7, 8, 9, 10]
+    older = await store.history("d1", 7, 4)
+    assert [m.seq for m in older] == [3, 4, 5, 6]
+    assert [m.seq for m in await store.history("d1", 3, 4)] == [1, 2]
+    assert [m.seq for m in await store.messages_after("d1", 8, 5)] == [9, 10]
+    got = await store.get_message("d1", 5)
+    assert got is not None and got.text == "m5" and got.sender == "a"
+    assert await store.get_message("d1", 11) is None
+
+
+async def test_video_and_reply_round_trip(store: Store) -> None:
+    await store.ensure_dm("d1", "a", "b", 1)
+    card = {"id": "v1", "url": "https://v/1", "duration_ms": 9000, "caption": "ok 👍"}
+    await store.append_batch([NewMessage("d1", "a", "c1", "video", 3, "look", card)])
+    await store.append_batch([NewMessage("d1", "b", "c2", "text", 4, "nice", None, {"seq": 1, "at_ms": 5})])
+    first, second = await store.history("d1", None, 10)
+    assert first.video == card and first.kind == "video" and first.text == "look"
+    assert second.reply == {"seq": 1, "at_ms": 5}
+
+
+async def test_dm_created_once_with_both_members(store: Store) -> None:
+    assert await store.ensure_dm("d1", "a", "b", 1) is True
+    assert await store.ensure_dm("d1", "a", "b", 2) is False
+    conv = await store.load_conversation("d1")
+    assert conv is not None and conv.kind == "dm" and set(conv.members) == {"a", "b"}
+    assert await store.load_conversation("missing") is None
+
+
+async def test_group_membership_changes(store: Store) -> None:
+    await store.create_group("g1", "team", "a", ["b", "c"], 1)
+    await store.add_members("g1", ["d", "b"], 2)
+    await store.remove_members("g1", ["c"])
+    await store.set_role("g1", "b", "owner")
+    conv = await store.load_conversation("g1")
+    assert conv is not None and conv.title == "team"
+    assert conv.members == {"a": "owner", "b": "owner", "d": "member"}
+
+
+async def test_user_conversations_summarise_unread(store: Store) -> None:
+    await store.ensure_dm("d1", "a", "b", 1)
+    await store.create_group("g1", "team", "b", ["a"], 1)
+    await store.append_batch([msg("d1", "a", "1"), msg("d1", "b", "2"), msg("d1", "b", "3")])
+    await store.append_batch([msg("g1", "b", "1")])
+    summaries = {s.conv: s for s in await store.user_conversations("a")}
+    assert summaries["d1"].last_seq == 3 and summaries["d1"].unread == 2
+    assert summaries["d1"].kind == "dm" and set(summaries["d1"].members) == {"a", "b"}
+    assert summaries["g1"].unread == 1 and summaries["g1"].title == "team"
+    assert await store.user_conversations("nobody") == []
+
+
+async def test_group_commit_writer_batches_and_reports_in_order(store: Store) -> None:
+    await store.ensure_dm("d1", "a", "b", 1)
+    reported: list[tuple[int, int]] = []
+    done = asyncio.Event()
+
+    def on_commit(tickets: object, results: object) -> None:
+        for ticket, result in zip(tickets, results, strict=True):  # type: ignore[call-overload]
+            reported.append((ticket, result.message.seq))
+        if len(reported) == 200:
+            done.set()
+
+    writer: GroupCommitWriter[int] = GroupCommitWriter(store, on_commit, lambda t, e: None)
+    writer.start()
+    for i in range(200):
+        writer.submit(msg("d1", "a", str(i)), i)
+    await asyncio.wait_for(done.wait(), 10)
+    await writer.close()
+    assert reported == [(i, i + 1) for i in range(200)]
+    assert writer.batches < 200  # submissions made together shared transactions
+
+
+async def test_reopen_keeps_everything(tmp_path: Path) -> None:
+    path = tmp_path / "reopen.db"
+    first = SQLiteStore(path)
+    await first.open()
+    await first.ensure_dm("d1", "a", "b", 1)
+    await first.append_batch([msg("d1", "a", "1")])
+    await first.close()
+    second = SQLiteStore(path)
+    await second.open()
+    assert [m.seq for m in await second.history("d1", None, 10)] == [1]
+    await second.close()

@@ -1,0 +1,166 @@
+"""Test helpers that speak the wire protocol with a plain websockets client.
+
+``RawClient`` deliberately does not use the project's SDK: hub tests must see
+exactly what travels on the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from clipwire.protocol import decode, encode
+from clipwire.server import sign_token
+
+SECRET = "test-secret-that-is-long-enough-for-hs256"
+WAIT_S = 5.0
+
+
+class RawClient:
+    """One WebSocket connection: requests matched by id, events queued in order."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self._ids = itertools.count(1)
+        self._events: deque[dict[str, Any]] = deque()
+        self._replies: dict[int, dict[str, Any]] = {}
+        self.welcome: dict[str, Any] = {}
+
+    @classmethod
+    async def open(cls, url: str, **kwargs: Any) -> RawClient:
+        return cls(await connect(url, **kwargs))
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.ws.send(encode(frame))
+
+    async def send_raw(self, data: bytes | str) -> None:
+        await self.ws.send(data)
+
+    async def _read_one(self, timeout: float) -> None:
+        data = await asyncio.wait_for(self.ws.recv(), timeout)
+        assert isinstance(data, bytes), f"hub sent a text frame: {data!r}"
+        frame = decode(data)
+        if frame["t"] in ("ok", "error") and "id" in frame:
+            self._replies[frame["id"]] = frame
+        else:
+            self._events.append(frame)
+
+    async def hello(self, token: str, **fields: Any) -> dict[str, Any]:
+        reply = await self.call("hello", v=1, token=token, **fields)
+        assert reply["t"] == "ok", reply
+        self.welcome = reply
+        return reply
+
+    async def call(self, t: str, timeout: float = WAIT_S, **fields: Any) -> dict[str, Any]:
+        """Send a request and return its reply (``ok`` or ``error``) as a frame."""
+        rid = next(self._ids)
+        await self.send_frame({"t": t, "id": rid, **fields})
+        return await self.reply(rid, timeout)
+
+    async def reply(self, rid: int, timeout: float = WAIT_S) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while rid not in self._replies:
+                await self._read_one(timeout)
+        return self._replies.pop(rid)
+
+    async def ok(self, t: str, **fields: Any) -> dict[str, Any]:
+        reply = await self.call(t, **fields)
+        assert reply["t"] == "ok", reply
+        return reply
+
+    async def event(self, t: str | None = None, timeout: float = WAIT_S, **match: Any) -> dict[str, Any]:
+        """The next queued event of type ``t`` whose fields equal ``match``; others stay queued."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for frame in self._events:
+                    if (t is None or frame["t"] == t) and all(frame.get(k) == v for k, v in match.items()):
+                        self._events.remove(frame)
+                        return frame
+                await self._read_one(timeout)
+
+    async def no_event(self, t: str | None = None, wait_s: float = 0.3) -> None:
+        """Assert that no event of type ``t`` arrives within ``wait_s``."""
+        try:
+            frame = await self.event(t, timeout=wait_s)
+        except TimeoutError:
+            return
+        raise AssertionError(f"unexpected event {frame}")
+
+    def queued(self) -> list[dict[str, Any]]:
+        return list(self._events)
+
+    async def closed(self, timeout: float = WAIT_S) -> tuple[int | None, str]:
+        """Wait for the hub to close the connection; return its close code and reason."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    try:
+                        await self._read_one(timeout)
+                    except ConnectionClosed:
+                        break
+        except TimeoutError:
+            raise AssertionError("the hub did not close the connection") from None
+        rcvd = self.ws.close_rcvd
+        return (rcvd.code, rcvd.reason) if rcvd else (None, "")
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+def token(user: str, **kwargs: Any) -> str:
+    return sign_token(SECRET, user, **kwargs)
+
+
+@dataclass
+class HubProcess:
+    """A hub running as a real ``clipwire serve`` process, for crash tests."""
+
+    db: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[str] | None = None
+    url: str = ""
+
+    def start(self, port: int = 0) -> None:
+        env = {**os.environ, "CLIPWIRE_SECRET": SECRET, "CLIPWIRE_LOG_LEVEL": "WARNING",
+               **self.extra_env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "clipwire.server", "serve", "--port", str(port), "--db", str(self.db)],
+            stdout=subprocess.PIPE, text=True, env=env,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        found = re.search(r"(ws://\S+/ws)", line)
+        assert found, f"hub did not start: {line!r}"
+        self.url = found.group(1)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1].split("/")[0])
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
