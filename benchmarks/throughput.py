@@ -34,6 +34,12 @@ SECRET = "benchmark-secret-benchmark-secret-0123"
 RESULTS = Path(__file__).parent / "results"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_hub(db: str, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "CLIPWIRE_SECRET": SECRET, "CLIPWIRE_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(
@@ -129,7 +135,11 @@ def main() -> None:
         try:
             print(f"hub at {url}; {args.clients} clients, window {args.window}, {args.seconds:.0f} s",
                   flush=True)
+            hub_cpu, own_cpu = cpu_seconds(proc.pid), time.process_time()
             result = asyncio.run(measure(url, args.clients, args.window, args.seconds))
+            # CPU over the whole run (connect, measure, drain), as a share of one core.
+            result["hub_cpu_s"] = round(cpu_seconds(proc.pid) - hub_cpu, 2)
+            result["generator_cpu_s"] = round(time.process_time() - own_cpu, 2)
         finally:
             proc.terminate()
             proc.wait(10)
@@ -142,7 +152,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "throughput.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"stored {result['acked_per_s']:.0f} msg/s, delivered {result['delivered_per_s']:.0f} msg/s, "
-          f"errors {result['errors']}")
+          f"errors {result['errors']}; CPU seconds: hub {result['hub_cpu_s']}, "
+          f"generator {result['generator_cpu_s']}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ class HubConfig:
     max_group_members: int = _setting(1000, "most members a group may have")
     max_share_targets: int = _setting(100, "most users and groups one share may reach")
     resume_cap: int = _setting(200, "messages pushed per conversation on resume before a gap")
+    resume_total_max: int = _setting(
+        2000, "messages pushed on one resume in all; later conversations get only a gap"
+    )
     send_buffer_bytes: int = _setting(
         1024 * 1024, "bytes queued to one slow client before it is closed with 4009"
     )
@@ -67,8 +70,8 @@ class HubConfig:
     def check(self) -> HubConfig:
         """Raise :class:`ConfigError` naming the first setting that cannot work."""
         positive = ("max_frame_bytes", "max_depth", "max_text_chars", "max_group_members",
-                    "max_share_targets", "resume_cap", "send_buffer_bytes", "commit_batch_max",
-                    "commit_pending_max")
+                    "max_share_targets", "resume_cap", "resume_total_max", "send_buffer_bytes",
+                    "commit_batch_max", "commit_pending_max")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env(name)} (--{_flag(name)}) must be positive")

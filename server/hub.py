@@ -197,12 +197,17 @@ class Hub:
         session.release()
 
     async def _resume(self, session: Session, resume: dict[str, int]) -> None:
-        cap = self.config.resume_cap
+        budget = self.config.resume_total_max
         for conv_id, last in resume.items():
             conv = await self.convs.get(conv_id)
             if conv is None or session.user not in conv.members or last >= conv.last_seq:
                 continue
+            cap = min(self.config.resume_cap, budget)
+            if cap == 0:
+                session.push_now(encode(events.gap(conv_id, last + 1, conv.last_seq)))
+                continue
             backlog = await self.store.messages_after(conv_id, last, cap)
+            budget -= len(backlog)
             for msg in backlog:
                 session.push_now(encode({"t": "msg", **msg.to_wire()}))
             reached = backlog[-1].seq if backlog else last
