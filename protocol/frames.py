@@ -13,7 +13,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .codec import DEFAULT_LIMITS, Limits
-from .errors import RequestError
+from .errors import ErrorCode, RequestError
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -380,7 +380,7 @@ def parse_hello(frame: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> Hello
     f = _Fields(frame, limits)
     token = frame.get("token")
     if not isinstance(token, str) or not token:
-        raise RequestError.bad("missing 'token'")
+        raise RequestError(ErrorCode.UNAUTHORIZED, "missing 'token'")
     resume_value = frame.get("resume")
     if resume_value is None:
         resume_value = {}

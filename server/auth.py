@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+
 from clipwire.protocol import ErrorCode, RequestError
 
 MAX_USER_CHARS = 128

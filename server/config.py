@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from clipwire.protocol import Limits
+from clipwire.protocol import DEFAULT_LIMITS, Limits
 
 ENV_PREFIX = "CLIPWIRE_"
 
@@ -64,7 +64,7 @@ class HubConfig:
             max_text_chars=self.max_text_chars,
             max_group_members=self.max_group_members,
             max_share_targets=self.max_share_targets,
-            max_str_len=max(self.max_text_chars * 4, 1024),
+            max_str_len=max(self.max_text_chars * 4, DEFAULT_LIMITS.max_str_len),
         )
 
     def check(self) -> HubConfig:

@@ -64,6 +64,10 @@ class ConversationCache:
             self._put(loaded)
         return loaded
 
+    def outdated(self) -> None:
+        """Something changed for a conversation not cached: loads under way are stale."""
+        self._generation += 1
+
     def changed(self, conv: Conversation) -> None:
         """Record a committed change; loads that started before it are not cached."""
         self._generation += 1

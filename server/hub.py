@@ -33,7 +33,7 @@ from .config import HubConfig
 from .conversations import ConversationCache, dm_id, new_group_id, summary
 from .policy import DmPolicy, OpenDmPolicy
 from .session import Connection, Session
-from .store.base import Appended, Conversation, NewMessage, Store, StoredMessage
+from .store.base import Appended, Conversation, NewMessage, Role, Store, StoredMessage
 from .store.group_commit import GroupCommitWriter, WriterFull
 
 log = logging.getLogger("clipwire.hub")
@@ -80,6 +80,10 @@ class Hub:
         self.policy: DmPolicy = policy or OpenDmPolicy()
         self.clock = clock
         self.sessions: dict[str, set[Session]] = {}
+        self._unwelcomed: set[Connection] = set()  # connected, no hello yet
+        # Group membership changes check, then await the store, then update the
+        # cache: one at a time, so two of them never act on the same stale view.
+        self._membership_lock = asyncio.Lock()
         self.convs = ConversationCache(store)
         self.writer: GroupCommitWriter[_Ticket] = GroupCommitWriter(
             store, self._committed, self._failed,
@@ -92,6 +96,7 @@ class Hub:
             f.Refresh: self._refresh, f.Ping: self._ping, f.Hello: self._hello_again,
         }
         self._welcome_limits = {**self.limits.to_wire(), "resume_cap": config.resume_cap,
+                                "resume_total_max": config.resume_total_max,
                                 "hello_timeout_ms": int(config.hello_timeout_s * 1000)}
 
     # -- lifecycle ----------------------------------------------------------
@@ -101,6 +106,8 @@ class Hub:
 
     async def close(self) -> None:
         """Disconnect everyone, then write what is queued."""
+        for conn in list(self._unwelcomed):
+            conn.close(CloseCode.GOING_AWAY, "hub shutting down")
         for sessions in list(self.sessions.values()):
             for session in list(sessions):
                 session.close(CloseCode.GOING_AWAY, "hub shutting down")
@@ -114,6 +121,7 @@ class Hub:
     async def serve(self, conn: Connection) -> None:
         """Run one connection from its first frame to its end."""
         incoming = aiter(conn)
+        self._unwelcomed.add(conn)
         try:
             async with asyncio.timeout(self.config.hello_timeout_s):
                 first = await anext(incoming)
@@ -122,6 +130,8 @@ class Hub:
             return
         except StopAsyncIteration:
             return
+        finally:
+            self._unwelcomed.discard(conn)
         session = await self._hello(conn, first)
         if session is None:
             return
@@ -158,7 +168,8 @@ class Hub:
                 raise RequestError.bad(f"protocol version {hello.v} is not served; use 1")
         except RequestError as exc:
             conn.send(encode(events.error(rid, exc.code, exc.message)))
-            conn.close(CloseCode.PROTOCOL_ERROR, exc.message)
+            unauthorized = exc.code == ErrorCode.UNAUTHORIZED
+            conn.close(CloseCode.UNAUTHORIZED if unauthorized else CloseCode.PROTOCOL_ERROR, exc.message)
             return None
         try:
             identity = self.verifier.verify(hello.token)
@@ -188,6 +199,7 @@ class Hub:
             else:
                 item["title"] = c.title
                 item["members"] = list(c.members)
+                item["owner"] = c.owner
             listed.append(item)
         session.reply(events.ok(
             hello.id, user=session.user, session=session.id, server_time=self.now_ms(),
@@ -198,6 +210,9 @@ class Hub:
 
     async def _resume(self, session: Session, resume: dict[str, int]) -> None:
         budget = self.config.resume_total_max
+        # The backlog is queued at once: it must fit well within the send buffer, or a
+        # client with big messages waiting would be closed (4009) on every resume.
+        room = self.config.send_buffer_bytes // 2
         for conv_id, last in resume.items():
             conv = await self.convs.get(conv_id)
             if conv is None or session.user not in conv.members or last >= conv.last_seq:
@@ -207,11 +222,17 @@ class Hub:
                 session.push_now(encode(events.gap(conv_id, last + 1, conv.last_seq)))
                 continue
             backlog = await self.store.messages_after(conv_id, last, cap)
-            budget -= len(backlog)
+            reached, cut = last, False
             for msg in backlog:
-                session.push_now(encode({"t": "msg", **msg.to_wire()}))
-            reached = backlog[-1].seq if backlog else last
-            if len(backlog) == cap and reached < conv.last_seq:
+                data = encode({"t": "msg", **msg.to_wire()})
+                if len(data) > room:
+                    cut = True
+                    break
+                room -= len(data)
+                budget -= 1
+                session.push_now(data)
+                reached = msg.seq
+            if (cut or len(backlog) == cap) and reached < conv.last_seq:
                 session.push_now(encode(events.gap(conv_id, reached + 1, conv.last_seq)))
 
     def _unregister(self, session: Session) -> None:
@@ -352,7 +373,9 @@ class Hub:
                 continue
             msg = result.message
             conv = self.convs.peek(msg.conv)
-            if conv is not None and msg.seq > conv.last_seq:
+            if conv is None:
+                self.convs.outdated()  # a load racing this commit must not cache an old last_seq
+            elif msg.seq > conv.last_seq:
                 conv.last_seq = msg.seq
             if ticket.share is not None:
                 ticket.share.settle(ticket.index, seq=msg.seq, ts=msg.ts)
@@ -390,9 +413,21 @@ class Hub:
         conv = await self.convs.get(req.conv)
         if conv is None or session.user not in conv.members:
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
-        messages = await self.store.history(req.conv, req.before, req.limit)
-        session.reply(events.ok(req.id, messages=[{**m.to_wire(), "reactions": []}
-                                                  for m in messages]))
+        messages = [{**m.to_wire(), "reactions": []}
+                    for m in await self.store.history(req.conv, req.before, req.limit)]
+        data = encode(events.ok(req.id, messages=messages))
+        room = self.config.send_buffer_bytes // 2
+        if len(data) > room:
+            # A page of long messages must not overflow the send buffer (4009):
+            # keep the newest that fit; the client goes on with before=first seq.
+            total, keep = 64, 0
+            for message in reversed(messages):
+                total += len(encode(message))
+                if keep and total > room:
+                    break
+                keep += 1
+            data = encode(events.ok(req.id, messages=messages[len(messages) - keep:]))
+        session.push_now(data)
 
     # -- groups -------------------------------------------------------------
 
@@ -412,51 +447,56 @@ class Hub:
     async def _group_create(self, session: Session, req: f.GroupCreate) -> None:
         others = [u for u in req.members if u != session.user]
         self._check_size(len(others) + 1)
-        conv = Conversation(new_group_id(), "group", req.title, 0,
-                            {session.user: "owner", **dict.fromkeys(others, "member")})
+        # Members in the store's order (joined_ts, then user id), so that the member
+        # lists and the owner's heir are the same before and after a reload.
+        roles: dict[str, Role] = {session.user: "owner", **dict.fromkeys(others, "member")}
+        conv = Conversation(new_group_id(), "group", req.title, 0, dict(sorted(roles.items())))
         await self.store.create_group(conv.conv, req.title, session.user, others, self.now_ms())
         self.convs.changed(conv)
         session.reply(events.ok(req.id, conv=conv.conv))
         self._announce(conv, conv.members)
 
     async def _group_add(self, session: Session, req: f.GroupAdd) -> None:
-        conv = await self._member_group(session.user, req.conv)
-        new = [u for u in req.members if u not in conv.members]
-        self._check_size(len(conv.members) + len(new))
-        if new:
-            await self.store.add_members(conv.conv, new, self.now_ms())
-            conv.members.update(dict.fromkeys(new, "member"))
-            self.convs.changed(conv)
-        session.reply(events.ok(req.id))
-        if new:
-            self._announce(conv, conv.members)
+        async with self._membership_lock:  # check and change as one step
+            conv = await self._member_group(session.user, req.conv)
+            new = [u for u in req.members if u not in conv.members]
+            self._check_size(len(conv.members) + len(new))
+            if new:
+                await self.store.add_members(conv.conv, new, self.now_ms())
+                conv.members.update(dict.fromkeys(sorted(new), "member"))
+                self.convs.changed(conv)
+            session.reply(events.ok(req.id))
+            if new:
+                self._announce(conv, conv.members)
 
     async def _group_remove(self, session: Session, req: f.GroupRemove) -> None:
-        conv = await self._member_group(session.user, req.conv)
-        if conv.members[session.user] != "owner":
-            raise RequestError(ErrorCode.FORBIDDEN, "only the group's owner removes members")
-        gone = [u for u in req.members if u in conv.members and u != session.user]
-        if gone:
-            await self.store.remove_members(conv.conv, gone)
-            for user in gone:
-                del conv.members[user]
-            self.convs.changed(conv)
-        session.reply(events.ok(req.id))
-        if gone:
-            self._left(conv, gone)
+        async with self._membership_lock:  # check and change as one step
+            conv = await self._member_group(session.user, req.conv)
+            if conv.members[session.user] != "owner":
+                raise RequestError(ErrorCode.FORBIDDEN, "only the group's owner removes members")
+            gone = [u for u in req.members if u in conv.members and u != session.user]
+            if gone:
+                await self.store.remove_members(conv.conv, gone)
+                for user in gone:
+                    del conv.members[user]
+                self.convs.changed(conv)
+            session.reply(events.ok(req.id))
+            if gone:
+                self._left(conv, gone)
 
     async def _group_leave(self, session: Session, req: f.GroupLeave) -> None:
-        conv = await self._member_group(session.user, req.conv)
-        was_owner = conv.members[session.user] == "owner"
-        await self.store.remove_members(conv.conv, [session.user])
-        del conv.members[session.user]
-        if was_owner and conv.members:
-            heir = next(iter(conv.members))
-            await self.store.set_role(conv.conv, heir, "owner")
-            conv.members[heir] = "owner"
-        self.convs.changed(conv)
-        session.reply(events.ok(req.id))
-        self._left(conv, [session.user])
+        async with self._membership_lock:  # check and change as one step
+            conv = await self._member_group(session.user, req.conv)
+            was_owner = conv.members[session.user] == "owner"
+            await self.store.remove_members(conv.conv, [session.user])
+            del conv.members[session.user]
+            if was_owner and conv.members:
+                heir = next(iter(conv.members))
+                await self.store.set_role(conv.conv, heir, "owner")
+                conv.members[heir] = "owner"
+            self.convs.changed(conv)
+            session.reply(events.ok(req.id))
+            self._left(conv, [session.user])
 
     def _left(self, conv: Conversation, gone: list[str]) -> None:
         self.deliver(gone, encode({"t": "conv", "conv": conv.conv, "kind": conv.kind,

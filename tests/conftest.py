@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from wire import SECRET, HubProcess, RawClient, token
+from wire import SECRET, Bystanders, Connect, Dial, HubFactory, HubProcess, RawClient, token
 
 from clipwire.server import ClipwireServer, HubConfig
-
-HubFactory = Callable[..., Awaitable[ClipwireServer]]
 
 
 @pytest.fixture
@@ -39,7 +37,7 @@ async def hub(hub_factory: HubFactory) -> ClipwireServer:
 
 
 @pytest.fixture
-async def connect(hub: ClipwireServer) -> AsyncIterator[Callable[..., Awaitable[RawClient]]]:
+async def connect(hub: ClipwireServer) -> AsyncIterator[Connect]:
     """``await connect("alice")``: a client on ``hub`` that has said hello as that user."""
     clients: list[RawClient] = []
 
@@ -50,6 +48,34 @@ async def connect(hub: ClipwireServer) -> AsyncIterator[Callable[..., Awaitable[
         return client
 
     yield open_as
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def bystanders(connect: Connect) -> Bystanders:
+    """Two users on ``hub`` with two stored messages; ``await bystanders.still_served()``."""
+    return await Bystanders.start(connect)
+
+
+@pytest.fixture
+async def dial(hub_factory: HubFactory) -> AsyncIterator[Dial]:
+    """``await dial(url, "alice")``: a client on any hub (``user=None``: no hello yet).
+
+    Extra keyword arguments go to the hello; ``ws_options`` to ``websockets.connect``.
+    Clients are closed before the hubs of ``hub_factory`` are.
+    """
+    clients: list[RawClient] = []
+
+    async def open_on(url: str, user: str | None = None, *, ws_options: dict[str, Any] | None = None,
+                      **hello: Any) -> RawClient:
+        client = await RawClient.open(url, **(ws_options or {}))
+        clients.append(client)
+        if user is not None:
+            await client.hello(token(user), **hello)
+        return client
+
+    yield open_on
     for client in clients:
         await client.close()
 

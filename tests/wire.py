@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from clipwire.protocol import decode, encode
-from clipwire.server import sign_token
+from clipwire.server import ClipwireServer, sign_token
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 WAIT_S = 5.0
@@ -69,6 +70,12 @@ class RawClient:
         await self.send_frame({"t": t, "id": rid, **fields})
         return await self.reply(rid, timeout)
 
+    async def send_request(self, t: str, **fields: Any) -> int:
+        """Send a request without waiting for its reply; returns its id for ``reply``."""
+        rid = next(self._ids)
+        await self.send_frame({"t": t, "id": rid, **fields})
+        return rid
+
     async def reply(self, rid: int, timeout: float = WAIT_S) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
             while rid not in self._replies:
@@ -112,15 +119,77 @@ class RawClient:
                         break
         except TimeoutError:
             raise AssertionError("the hub did not close the connection") from None
-        rcvd = self.ws.close_rcvd
+        # What the hub sent in its close frame (``None`` if the TCP connection just dropped).
+        rcvd = self.ws.protocol.close_rcvd
         return (rcvd.code, rcvd.reason) if rcvd else (None, "")
 
     async def close(self) -> None:
         await self.ws.close()
 
 
+# The fixtures' types (see conftest.py). They live here because test modules
+# cannot import from conftest reliably: each test folder may have its own.
+HubFactory = Callable[..., Awaitable[ClipwireServer]]
+Connect = Callable[..., Awaitable[RawClient]]
+Dial = Callable[..., Awaitable[RawClient]]
+
+
 def token(user: str, **kwargs: Any) -> str:
     return sign_token(SECRET, user, **kwargs)
+
+
+def video_card(video_id: str = "v1", **fields: Any) -> dict[str, Any]:
+    """A valid video card (section 6 of the protocol), with ``fields`` added or replaced."""
+    return {"id": video_id, "url": f"https://videos.example/{video_id}", **fields}
+
+
+async def history_all(client: RawClient, conv: str, page: int = 100) -> list[dict[str, Any]]:
+    """Every message of ``conv``, oldest first, paged backwards with ``before``."""
+    messages: list[dict[str, Any]] = []
+    before: int | None = None
+    while True:
+        fields: dict[str, Any] = {"conv": conv, "limit": page}
+        if before is not None:
+            fields["before"] = before
+        batch = (await client.ok("history", **fields))["messages"]
+        messages[:0] = batch
+        # seq starts at 1 with no holes; a page may be cut short by size, not only by the start.
+        if not batch or batch[0]["seq"] == 1:
+            return messages
+        before = batch[0]["seq"]
+
+
+@dataclass
+class Bystanders:
+    """Two users already talking: proof that a hub still serves everyone else.
+
+    ``start`` stores two messages in their DM; ``still_served`` checks that a new
+    message is acknowledged and delivered and that history holds everything sent.
+    """
+
+    sender: RawClient
+    receiver: RawClient
+    conv: str
+    texts: list[str] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, open_as: Callable[[str], Awaitable[RawClient]]) -> Bystanders:
+        sender, receiver = await open_as("bystander-a"), await open_as("bystander-b")
+        first = await sender.ok("send", to="bystander-b", cmid="before-1", text="stored before 1")
+        await sender.ok("send", conv=first["conv"], cmid="before-2", text="stored before 2")
+        for seq in (1, 2):
+            await receiver.event("msg", conv=first["conv"], seq=seq)
+        return cls(sender, receiver, first["conv"], ["stored before 1", "stored before 2"])
+
+    async def still_served(self) -> None:
+        text = f"sent after {len(self.texts) - 1}"
+        ok = await self.sender.ok("send", conv=self.conv, cmid=f"after-{len(self.texts)}", text=text)
+        self.texts.append(text)
+        assert ok["seq"] == len(self.texts)
+        msg = await self.receiver.event("msg", conv=self.conv, seq=ok["seq"])
+        assert msg["text"] == text
+        stored = (await self.receiver.ok("history", conv=self.conv))["messages"]
+        assert [m["text"] for m in stored] == self.texts
 
 
 @dataclass
@@ -133,6 +202,8 @@ class HubProcess:
     url: str = ""
 
     def start(self, port: int = 0) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()  # the pipe of a process killed before this restart
         env = {**os.environ, "CLIPWIRE_SECRET": SECRET, "CLIPWIRE_LOG_LEVEL": "WARNING",
                **self.extra_env}
         self.proc = subprocess.Popen(

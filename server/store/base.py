@@ -83,6 +83,7 @@ class ConversationSummary:
     last_seq: int
     read_seq: int
     unread: int
+    owner: str | None = None
 
 
 class StoreUnavailable(Exception):

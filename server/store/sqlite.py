@@ -323,18 +323,21 @@ class SQLiteStore:
         )
         convs = [row[0] for row in rows]
         members: dict[str, list[str]] = {conv: [] for conv in convs}
+        owners: dict[str, str] = {}
         for chunk in _chunks(convs):
             marks = ",".join("?" * len(chunk))
-            for conv, member in await self._all(
+            for conv, member, role in await self._all(
                 self._r,
-                f"SELECT conv, user FROM members WHERE conv IN ({marks}) ORDER BY joined_ts, user",
+                f"SELECT conv, user, role FROM members WHERE conv IN ({marks}) ORDER BY joined_ts, user",
                 *chunk,
             ):
                 members[conv].append(member)
+                if role == "owner":
+                    owners[conv] = member
         kinds: dict[str, ConversationKind] = {"dm": "dm", "group": "group"}
         return [
             ConversationSummary(conv, kinds[kind], title, tuple(members[conv]), last_seq,
-                                read_seq, unread)
+                                read_seq, unread, owners.get(conv))
             for conv, kind, title, last_seq, read_seq, unread in rows
         ]
 

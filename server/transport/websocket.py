@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator, Sequence
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
-from clipwire.protocol import SUBPROTOCOL, CloseCode
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
+
+from clipwire.protocol import SUBPROTOCOL, CloseCode
 
 from ..hub import Hub
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgpack
 import pytest
+
 from clipwire.protocol import (
     DEFAULT_LIMITS,
     CloseCode,

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 import pytest
+
 from clipwire.protocol import (
     DEFAULT_LIMITS,
     ErrorCode,
@@ -829,10 +830,21 @@ def test_group_title() -> None:
 
 # --------------------------------------------------------------------------- tokens
 
-@pytest.mark.parametrize("t", ["refresh", "hello"])
-@pytest.mark.parametrize("token", [..., None, "", 1, True, ["a.b.c"], {"jwt": "x"}], ids=repr)
-def test_missing_or_invalid_token_is_bad_request(t: str, token: Any) -> None:
-    refuse_naming(frame(t, token=token), "token")
+BAD_TOKENS = [..., None, "", 1, True, ["a.b.c"], {"jwt": "x"}]
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS, ids=repr)
+def test_missing_or_invalid_token_in_refresh_is_bad_request(token: Any) -> None:
+    refuse_naming(frame("refresh", token=token), "token")
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS, ids=repr)
+def test_missing_or_invalid_token_in_hello_is_unauthorized(token: Any) -> None:
+    # A hello without a usable token is an authentication failure (close 4001).
+    with pytest.raises(RequestError) as info:
+        parse_request(frame("hello", token=token))
+    assert info.value.code is ErrorCode.UNAUTHORIZED
+    assert "'token'" in info.value.message
 
 
 # --------------------------------------------------------------------------- ping and typing
@@ -894,7 +906,6 @@ def test_hello_resume_boundaries() -> None:
         ({"v": ...}, "v"),
         ({"v": "1"}, "v"),
         ({"v": True}, "v"),
-        ({"token": ...}, "token"),
         ({"device": ""}, "device"),
         ({"device": 7}, "device"),
         ({"device": "d\n"}, "device"),

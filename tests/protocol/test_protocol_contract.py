@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from clipwire import protocol
 from clipwire.protocol import (
     SUBPROTOCOL,

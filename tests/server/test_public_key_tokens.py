@@ -8,10 +8,9 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import HubFactory
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from wire import RawClient
+from wire import HubFactory, RawClient
 
 
 def _keys(algorithm: str) -> tuple[Any, bytes]:
