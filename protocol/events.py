@@ -36,6 +36,7 @@ def message(
     video: dict[str, Any] | None = None,
     reply: dict[str, Any] | None = None,
     unsent: bool = False,
+    hidden: bool = False,
 ) -> dict[str, Any]:
     """A stored message as it travels: the ``msg`` event and each ``history`` entry."""
     out: dict[str, Any] = {
@@ -43,6 +44,9 @@ def message(
     }
     if unsent:
         out["unsent"] = True
+        return out
+    if hidden:  # from a user the viewer blocks: the place in the order, not the body
+        out["hidden"] = True
         return out
     if text is not None:
         out["text"] = text

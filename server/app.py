@@ -18,7 +18,7 @@ from websockets.asyncio.server import Server
 from .auth import TokenVerifier, secret_beside
 from .config import HubConfig
 from .hub import Hub
-from .policy import DmPolicy
+from .policy import DmPolicy, PolicyFunction
 from .store.base import Store
 from .store.sqlite import SQLiteStore
 from .transport.websocket import WS_PATH, start_websocket_server
@@ -28,7 +28,7 @@ log = logging.getLogger("clipwire.hub")
 
 class ClipwireServer:
     def __init__(self, config: HubConfig, *, store: Store | None = None,
-                 policy: DmPolicy | None = None, reuse_port: bool = False) -> None:
+                 policy: DmPolicy | PolicyFunction | None = None, reuse_port: bool = False) -> None:
         if config.secret is None and config.jwt_algorithm == "HS256":
             config = config.with_values(secret=secret_beside(config.db))
         self.config = config.check()

@@ -38,6 +38,9 @@ class HubConfig:
     jwt_algorithm: str = _setting("HS256", "token algorithm: HS256, RS256 or ES256")
     jwt_public_key_file: str | None = _setting(None, "PEM public key for RS256/ES256 tokens")
     jwt_leeway_s: float = _setting(5.0, "clock skew allowed when checking token expiry")
+    dm_policy: str = _setting(
+        "friends", "who may start a DM: friends (both are friends) or everyone (open apps, load tests)"
+    )
     hello_timeout_s: float = _setting(10.0, "seconds a new connection has to send hello")
     max_frame_bytes: int = _setting(64 * 1024, "largest accepted frame; larger closes with 1009")
     max_depth: int = _setting(8, "deepest nesting of maps and arrays in a frame")
@@ -53,6 +56,8 @@ class HubConfig:
     )
     commit_batch_max: int = _setting(1000, "most messages written in one transaction")
     commit_pending_max: int = _setting(20_000, "most messages waiting for the store")
+    typing_per_s: float = _setting(1.0, "typing signals per second a connection may send (burst 3)")
+    watch_ttl_s: float = _setting(600.0, "seconds a watch-together state lives without an update")
     sqlite_synchronous: str = _setting("FULL", "SQLite synchronous mode: FULL or NORMAL")
     log_level: str = _setting("INFO", "logging level: DEBUG, INFO, WARNING or ERROR")
 
@@ -79,6 +84,10 @@ class HubConfig:
             raise ConfigError(f"{_env('port')} (--port) must be between 0 and 65535")
         if self.hello_timeout_s <= 0:
             raise ConfigError(f"{_env('hello_timeout_s')} must be positive")
+        if self.dm_policy not in ("friends", "everyone"):
+            raise ConfigError(f"{_env('dm_policy')} must be friends or everyone")
+        if self.typing_per_s <= 0 or self.watch_ttl_s <= 0:
+            raise ConfigError(f"{_env('typing_per_s')} and {_env('watch_ttl_s')} must be positive")
         if self.jwt_algorithm not in ("HS256", "RS256", "ES256"):
             raise ConfigError(f"{_env('jwt_algorithm')} must be HS256, RS256 or ES256")
         if self.jwt_algorithm == "HS256" and not self.secret:

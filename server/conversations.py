@@ -13,6 +13,8 @@ from typing import Any
 
 from .store.base import Conversation, Store
 
+NO_ACCESS = "no such conversation, or you are not a member"
+
 
 def dm_id(a: str, b: str) -> str:
     """The one DM conversation between two users, whichever of them starts it."""

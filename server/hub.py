@@ -30,15 +30,18 @@ from clipwire.protocol import frames as f
 
 from .auth import TokenVerifier
 from .config import HubConfig
-from .conversations import ConversationCache, dm_id, new_group_id, summary
-from .policy import DmPolicy, OpenDmPolicy
+from .conversations import NO_ACCESS, ConversationCache, dm_id, summary
+from .groups import Groups
+from .live import LiveSignals
+from .policy import DmPolicy, OpenDmPolicy, PolicyFunction, as_policy
+from .receipts import Receipts
 from .session import Connection, Session
-from .store.base import Appended, Conversation, NewMessage, Role, Store, StoredMessage
+from .social import FriendsDmPolicy, Social
+from .store.base import Appended, Conversation, NewMessage, Store, StoredMessage
 from .store.group_commit import GroupCommitWriter, WriterFull
 
 log = logging.getLogger("clipwire.hub")
 
-NO_ACCESS = "no such conversation, or you are not a member"
 Handler = Callable[[Session, Any], Any]
 
 
@@ -72,18 +75,20 @@ class _Ticket:
 
 class Hub:
     def __init__(self, config: HubConfig, store: Store, verifier: TokenVerifier,
-                 policy: DmPolicy | None = None, clock: Callable[[], float] = time.time) -> None:
+                 policy: DmPolicy | PolicyFunction | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.limits = config.limits
         self.store = store
         self.verifier = verifier
-        self.policy: DmPolicy = policy or OpenDmPolicy()
         self.clock = clock
         self.sessions: dict[str, set[Session]] = {}
+        self.social = Social(self)
+        self.live = LiveSignals(self)
+        self.policy: DmPolicy = as_policy(policy) if policy is not None else (
+            OpenDmPolicy() if config.dm_policy == "everyone" else FriendsDmPolicy(self.social.graph)
+        )
         self._unwelcomed: set[Connection] = set()  # connected, no hello yet
-        # Group membership changes check, then await the store, then update the
-        # cache: one at a time, so two of them never act on the same stale view.
-        self._membership_lock = asyncio.Lock()
         self.convs = ConversationCache(store)
         self.writer: GroupCommitWriter[_Ticket] = GroupCommitWriter(
             store, self._committed, self._failed,
@@ -91,9 +96,9 @@ class Hub:
         )
         self._handlers: dict[type, Handler] = {
             f.Send: self._send, f.Share: self._share, f.History: self._history,
-            f.GroupCreate: self._group_create, f.GroupAdd: self._group_add,
-            f.GroupRemove: self._group_remove, f.GroupLeave: self._group_leave,
             f.Refresh: self._refresh, f.Ping: self._ping, f.Hello: self._hello_again,
+            **Groups(self).handlers(), **Receipts(self).handlers(), **self.social.handlers(),
+            **self.live.handlers(),
         }
         self._welcome_limits = {**self.limits.to_wire(), "resume_cap": config.resume_cap,
                                 "resume_total_max": config.resume_total_max,
@@ -108,6 +113,10 @@ class Hub:
         """Disconnect everyone, then write what is queued."""
         for conn in list(self._unwelcomed):
             conn.close(CloseCode.GOING_AWAY, "hub shutting down")
+        try:
+            await self.social.all_offline()
+        except Exception:
+            log.exception("could not record last_seen at shutdown")
         for sessions in list(self.sessions.values()):
             for session in list(sessions):
                 session.close(CloseCode.GOING_AWAY, "hub shutting down")
@@ -137,12 +146,17 @@ class Hub:
             return
         log.info("%s connected: user %s from %s", session.id, session.user, conn.remote)
         try:
+            await self.social.came_online(session)
             async for data in incoming:
                 if not await self._on_frame(session, data):
                     break
         finally:
             self._unregister(session)
             log.info("%s disconnected", session.id)
+            try:
+                await self.social.went_offline(session)
+            except Exception:
+                log.exception("%s: presence update on leave failed", session.id)
 
     def _read_frame(self, conn: Connection, data: bytes | str) -> dict[str, Any] | None:
         if isinstance(data, str):
@@ -200,10 +214,14 @@ class Hub:
                 item["title"] = c.title
                 item["members"] = list(c.members)
                 item["owner"] = c.owner
+            watching = self.live.current(c.conv)
+            if watching is not None:
+                item["watch"] = watching.to_wire()
             listed.append(item)
+        social = await self.social.welcome_fields(session.user)
         session.reply(events.ok(
             hello.id, user=session.user, session=session.id, server_time=self.now_ms(),
-            limits=self._welcome_limits, convs=listed, requests=[],
+            limits=self._welcome_limits, convs=listed, **social,
         ))
         await self._resume(session, hello.resume)
         session.release()
@@ -223,8 +241,9 @@ class Hub:
                 continue
             backlog = await self.store.messages_after(conv_id, last, cap)
             reached, cut = last, False
+            blocking = (await self.social.graph.record(session.user)).blocking
             for msg in backlog:
-                data = encode({"t": "msg", **msg.to_wire()})
+                data = encode({"t": "msg", **msg.to_wire(hidden=msg.sender in blocking)})
                 if len(data) > room:
                     cut = True
                     break
@@ -273,7 +292,7 @@ class Hub:
                     if session is not skip:
                         session.push(data)
 
-    def _announce(self, conv: Conversation, users: Any) -> None:
+    def announce(self, conv: Conversation, users: Any) -> None:
         """Send ``users`` the conversation's current summary (a ``conv`` event)."""
         if conv.kind == "group":
             self.deliver(users, encode({"t": "conv", **summary(conv, "")}))
@@ -285,21 +304,26 @@ class Hub:
 
     async def _writable(self, user: str, to: str | None, conv_id: str | None) -> Conversation:
         """The conversation ``user`` may write to, creating a DM on first use."""
+        # The sender's social record is then cached for the fan-out after commit.
+        await self.social.graph.record(user)
         if to is not None:
             if to == user:
                 raise RequestError.bad("you cannot send a direct message to yourself")
-            if not await self.policy.may_dm(user, to):
-                raise RequestError(ErrorCode.FORBIDDEN, "you may not message this user")
+            await self._check_dm(user, to)
             return await self._dm(user, to)
         assert conv_id is not None
         conv = await self.convs.get(conv_id)
         if conv is None or user not in conv.members:
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
         if conv.kind == "dm":
-            peer = next((u for u in conv.members if u != user), user)
-            if not await self.policy.may_dm(user, peer):
-                raise RequestError(ErrorCode.FORBIDDEN, "you may not message this user")
+            await self._check_dm(user, next((u for u in conv.members if u != user), user))
         return conv
+
+    async def _check_dm(self, sender: str, recipient: str) -> None:
+        """A block either way, or the policy, refuses; both answer alike."""
+        if (await self.social.graph.blocked_either(sender, recipient)
+                or not await self.policy.may_dm(sender, recipient)):
+            raise RequestError(ErrorCode.FORBIDDEN, "you may not message this user")
 
     async def _dm(self, a: str, b: str) -> Conversation:
         conv_id = dm_id(a, b)
@@ -312,7 +336,7 @@ class Hub:
             raise RequestError(ErrorCode.UNAVAILABLE, "conversation could not be created")
         if created:
             self.convs.changed(conv)
-            self._announce(conv, (a, b))
+            self.announce(conv, (a, b))
         return conv
 
     async def _reply_target(self, conv: Conversation, reply: f.Reply | None) -> dict[str, int] | None:
@@ -386,16 +410,27 @@ class Hub:
                 self._fan_out(msg, conv, ticket.session)
 
     def _fan_out(self, msg: StoredMessage, conv: Conversation | None, origin: Session | None) -> None:
-        data = encode({"t": "msg", **msg.to_wire()})
         if conv is not None:
-            self.deliver(conv.members, data, skip=origin)
+            self._deliver_message(msg, conv.members, origin)
             return
         # Evicted from the cache between validation and commit: rare, load it again.
         async def later() -> None:
             loaded = await self.convs.get(msg.conv)
             if loaded is not None:
-                self.deliver(loaded.members, data, skip=origin)
+                self._deliver_message(msg, loaded.members, origin)
         asyncio.get_running_loop().create_task(later())
+
+    def _deliver_message(self, msg: StoredMessage, members: Any, origin: Session | None) -> None:
+        """One encode for everyone; members who block the sender get the body-less stub."""
+        data = encode({"t": "msg", **msg.to_wire()})
+        record = self.social.graph.peek(msg.sender)
+        blockers = record.blocked_by if record is not None else ()
+        if not blockers or blockers.isdisjoint(members):
+            self.deliver(members, data, skip=origin)
+            return
+        self.deliver([u for u in members if u not in blockers], data, skip=origin)
+        stub = encode({"t": "msg", **msg.to_wire(hidden=True)})
+        self.deliver([u for u in members if u in blockers], stub, skip=origin)
 
     def _failed(self, tickets: Sequence[_Ticket], exc: Exception) -> None:
         for ticket in tickets:
@@ -413,8 +448,16 @@ class Hub:
         conv = await self.convs.get(req.conv)
         if conv is None or session.user not in conv.members:
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
-        messages = [{**m.to_wire(), "reactions": []}
-                    for m in await self.store.history(req.conv, req.before, req.limit)]
+        page = await self.store.history(req.conv, req.before, req.limit)
+        blocking = (await self.social.graph.record(session.user)).blocking
+        reactions: dict[int, list[dict[str, Any]]] = {}
+        for reaction in await self.store.reactions(req.conv, [m.seq for m in page], session.user):
+            reactions.setdefault(reaction.seq, []).append(reaction.to_wire())
+        messages = []
+        for m in page:
+            hidden = m.sender in blocking
+            messages.append({**m.to_wire(hidden=hidden),
+                             "reactions": [] if hidden else reactions.get(m.seq, [])})
         data = encode(events.ok(req.id, messages=messages))
         room = self.config.send_buffer_bytes // 2
         if len(data) > room:
@@ -428,80 +471,6 @@ class Hub:
                 keep += 1
             data = encode(events.ok(req.id, messages=messages[len(messages) - keep:]))
         session.push_now(data)
-
-    # -- groups -------------------------------------------------------------
-
-    async def _member_group(self, user: str, conv_id: str) -> Conversation:
-        conv = await self.convs.get(conv_id)
-        if conv is None or user not in conv.members:
-            raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
-        if conv.kind != "group":
-            raise RequestError.bad("a direct conversation has no members to change")
-        return conv
-
-    def _check_size(self, count: int) -> None:
-        if count > self.config.max_group_members:
-            raise RequestError(ErrorCode.TOO_LARGE,
-                               f"a group holds at most {self.config.max_group_members} members")
-
-    async def _group_create(self, session: Session, req: f.GroupCreate) -> None:
-        others = [u for u in req.members if u != session.user]
-        self._check_size(len(others) + 1)
-        # Members in the store's order (joined_ts, then user id), so that the member
-        # lists and the owner's heir are the same before and after a reload.
-        roles: dict[str, Role] = {session.user: "owner", **dict.fromkeys(others, "member")}
-        conv = Conversation(new_group_id(), "group", req.title, 0, dict(sorted(roles.items())))
-        await self.store.create_group(conv.conv, req.title, session.user, others, self.now_ms())
-        self.convs.changed(conv)
-        session.reply(events.ok(req.id, conv=conv.conv))
-        self._announce(conv, conv.members)
-
-    async def _group_add(self, session: Session, req: f.GroupAdd) -> None:
-        async with self._membership_lock:  # check and change as one step
-            conv = await self._member_group(session.user, req.conv)
-            new = [u for u in req.members if u not in conv.members]
-            self._check_size(len(conv.members) + len(new))
-            if new:
-                await self.store.add_members(conv.conv, new, self.now_ms())
-                conv.members.update(dict.fromkeys(sorted(new), "member"))
-                self.convs.changed(conv)
-            session.reply(events.ok(req.id))
-            if new:
-                self._announce(conv, conv.members)
-
-    async def _group_remove(self, session: Session, req: f.GroupRemove) -> None:
-        async with self._membership_lock:  # check and change as one step
-            conv = await self._member_group(session.user, req.conv)
-            if conv.members[session.user] != "owner":
-                raise RequestError(ErrorCode.FORBIDDEN, "only the group's owner removes members")
-            gone = [u for u in req.members if u in conv.members and u != session.user]
-            if gone:
-                await self.store.remove_members(conv.conv, gone)
-                for user in gone:
-                    del conv.members[user]
-                self.convs.changed(conv)
-            session.reply(events.ok(req.id))
-            if gone:
-                self._left(conv, gone)
-
-    async def _group_leave(self, session: Session, req: f.GroupLeave) -> None:
-        async with self._membership_lock:  # check and change as one step
-            conv = await self._member_group(session.user, req.conv)
-            was_owner = conv.members[session.user] == "owner"
-            await self.store.remove_members(conv.conv, [session.user])
-            del conv.members[session.user]
-            if was_owner and conv.members:
-                heir = next(iter(conv.members))
-                await self.store.set_role(conv.conv, heir, "owner")
-                conv.members[heir] = "owner"
-            self.convs.changed(conv)
-            session.reply(events.ok(req.id))
-            self._left(conv, [session.user])
-
-    def _left(self, conv: Conversation, gone: list[str]) -> None:
-        self.deliver(gone, encode({"t": "conv", "conv": conv.conv, "kind": conv.kind,
-                                   "removed": True}))
-        self._announce(conv, conv.members)
 
     # -- session upkeep -----------------------------------------------------
 

@@ -1,14 +1,18 @@
-"""Who may start a DM with whom: a policy object the hub asks, never hard-codes.
+"""Who may start a DM with whom: a policy the hub asks, never hard-codes.
 
-The social layer replaces ``OpenDmPolicy`` with one that asks for friendship;
-an embedding application may pass its own object with the same method.
+``CLIPWIRE_DM_POLICY`` picks ``friends`` (the default, ``FriendsDmPolicy`` in
+social.py) or ``everyone`` (``OpenDmPolicy``); an embedding application may pass
+its own object with ``may_dm``, or a plain async function. Blocks refuse a DM
+whatever the policy says.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, runtime_checkable
 
 
+@runtime_checkable
 class DmPolicy(Protocol):
     async def may_dm(self, sender: str, recipient: str) -> bool:
         """True if ``sender`` may write to ``recipient`` in a direct conversation."""
@@ -20,3 +24,21 @@ class OpenDmPolicy:
 
     async def may_dm(self, sender: str, recipient: str) -> bool:
         return sender != recipient
+
+
+PolicyFunction = Callable[[str, str], Awaitable[bool]]
+
+
+class _CallablePolicy:
+    def __init__(self, check: PolicyFunction) -> None:
+        self._check = check
+
+    async def may_dm(self, sender: str, recipient: str) -> bool:
+        return sender != recipient and await self._check(sender, recipient)
+
+
+def as_policy(policy: DmPolicy | PolicyFunction) -> DmPolicy:
+    """Accept a policy object or a plain ``async def (sender, recipient) -> bool``."""
+    if isinstance(policy, DmPolicy):
+        return policy
+    return _CallablePolicy(policy)

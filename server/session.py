@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from clipwire.protocol import CloseCode, encode
 
+from .ratelimit import TokenBucket
+
 _ids = itertools.count(1)
 
 
@@ -40,7 +42,7 @@ class Session:
     """A user's device, connected. Created when ``hello`` succeeds."""
 
     __slots__ = ("_expiry", "_held", "_held_bytes", "_held_limit", "conn", "device", "id", "name",
-                 "user")
+                 "typing_bucket", "user")
 
     def __init__(self, conn: Connection, user: str, name: str | None, device: str | None,
                  held_limit: int) -> None:
@@ -50,6 +52,7 @@ class Session:
         self.device = device
         self.id = f"s{next(_ids)}"
         self._expiry: asyncio.TimerHandle | None = None
+        self.typing_bucket: TokenBucket | None = None
         # Live events are held back until the welcome and resume are out.
         self._held: list[bytes] | None = []
         self._held_bytes = 0

@@ -18,7 +18,10 @@ async def hub_factory(tmp_path: Path) -> AsyncIterator[HubFactory]:
     started: list[ClipwireServer] = []
 
     async def start(**settings: Any) -> ClipwireServer:
-        values: dict[str, Any] = {"port": 0, "db": str(tmp_path / "hub.db"), "secret": SECRET}
+        # Open DMs unless a test asks for the friends policy: most tests are about
+        # messaging, and tests/server/test_social*.py cover the policy itself.
+        values: dict[str, Any] = {"port": 0, "db": str(tmp_path / "hub.db"), "secret": SECRET,
+                                  "dm_policy": "everyone"}
         values.update(settings)
         server = ClipwireServer(HubConfig(**values))
         await server.start()

@@ -205,6 +205,7 @@ class HubProcess:
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()  # the pipe of a process killed before this restart
         env = {**os.environ, "CLIPWIRE_SECRET": SECRET, "CLIPWIRE_LOG_LEVEL": "WARNING",
+               "CLIPWIRE_DM_POLICY": "everyone",
                **self.extra_env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "clipwire.server", "serve", "--port", str(port), "--db", str(self.db)],

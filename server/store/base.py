@@ -46,10 +46,12 @@ class StoredMessage:
     reply: dict[str, Any] | None = None
     unsent: bool = False
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self, *, hidden: bool = False) -> dict[str, Any]:
+        """The message as it travels; ``hidden`` gives the body-less stub a blocker sees."""
         return events.message(
             self.conv, self.seq, self.sender, self.ts, self.kind, self.cmid,
             text=self.text, video=self.video, reply=self.reply, unsent=self.unsent,
+            hidden=hidden,
         )
 
 
@@ -84,6 +86,34 @@ class ConversationSummary:
     read_seq: int
     unread: int
     owner: str | None = None
+
+
+@dataclass(slots=True)
+class SocialRecord:
+    """One user's side of the social graph, as the hub caches it."""
+
+    friends: set[str] = field(default_factory=set)
+    requests_in: set[str] = field(default_factory=set)
+    requests_out: set[str] = field(default_factory=set)
+    blocking: set[str] = field(default_factory=set)
+    blocked_by: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionSummary:
+    """One emoji on one message: how many reacted, whether you did, at which moments."""
+
+    seq: int
+    emoji: str
+    count: int
+    me: bool
+    moments: tuple[int, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"emoji": self.emoji, "count": self.count, "me": self.me}
+        if self.moments:
+            out["moments"] = list(self.moments)
+        return out
 
 
 class StoreUnavailable(Exception):
@@ -131,3 +161,35 @@ class Store(Protocol):
     async def messages_after(self, conv: str, after: int, limit: int) -> list[StoredMessage]:
         """Up to ``limit`` messages with ``seq > after``, oldest first."""
         ...
+
+    async def unsend(self, conv: str, seq: int) -> None:
+        """Make message ``seq`` a tombstone: its body and reactions are deleted."""
+        ...
+
+    async def set_read(self, conv: str, user: str, seq: int) -> int:
+        """Move ``user``'s read marker forward to ``seq`` (never back); return the marker."""
+        ...
+
+    async def set_reaction(self, conv: str, seq: int, user: str, emoji: str, on: bool,
+                           at_ms: int | None, ts: int) -> bool:
+        """Add or remove one reaction; True if anything changed."""
+        ...
+
+    async def reactions(self, conv: str, seqs: Sequence[int], viewer: str) -> list[ReactionSummary]: ...
+
+    async def social(self, user: str) -> SocialRecord: ...
+
+    async def set_friendship(self, a: str, b: str, state: str | None, requester: str | None,
+                             ts: int) -> None:
+        """``state`` "pending" (``requester`` asked), "friends", or None to end it."""
+        ...
+
+    async def set_block(self, blocker: str, blocked: str, on: bool, ts: int) -> None: ...
+
+    async def set_last_seen(self, seen: dict[str, int]) -> None: ...
+
+    async def share_conversation(self, a: str, b: str) -> bool:
+        """True if ``a`` and ``b`` are members of at least one common conversation."""
+        ...
+
+    async def last_seen(self, users: Sequence[str]) -> dict[str, int]: ...

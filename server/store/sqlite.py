@@ -23,7 +23,9 @@ from .base import (
     ConversationKind,
     ConversationSummary,
     NewMessage,
+    ReactionSummary,
     Role,
+    SocialRecord,
     StoredMessage,
     StoreUnavailable,
 )
@@ -63,6 +65,37 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (conv, seq)
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX messages_by_cmid ON messages (conv, sender, cmid);
+    """,
+    """
+    CREATE TABLE friendships (
+        low TEXT NOT NULL,
+        high TEXT NOT NULL,
+        state TEXT NOT NULL,
+        requester TEXT,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (low, high)
+    ) WITHOUT ROWID;
+    CREATE INDEX friendships_by_high ON friendships (high);
+    CREATE TABLE blocks (
+        blocker TEXT NOT NULL,
+        blocked TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (blocker, blocked)
+    ) WITHOUT ROWID;
+    CREATE INDEX blocks_by_blocked ON blocks (blocked);
+    CREATE TABLE reactions (
+        conv TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        user TEXT NOT NULL,
+        emoji TEXT NOT NULL,
+        at_ms INTEGER,
+        ts INTEGER NOT NULL,
+        PRIMARY KEY (conv, seq, user, emoji)
+    ) WITHOUT ROWID;
+    CREATE TABLE last_seen (
+        user TEXT PRIMARY KEY,
+        ts INTEGER NOT NULL
+    ) WITHOUT ROWID;
     """,
 )
 
@@ -243,6 +276,141 @@ class SQLiteStore:
             conv, after, limit,
         )
         return [_message(row) for row in rows]
+
+    async def unsend(self, conv: str, seq: int) -> None:
+        await self._transaction([
+            ("UPDATE messages SET unsent = 1, text = NULL, video = NULL, reply = NULL "
+             "WHERE conv = ? AND seq = ?", (conv, seq)),
+            ("DELETE FROM reactions WHERE conv = ? AND seq = ?", (conv, seq)),
+        ])
+
+    async def set_read(self, conv: str, user: str, seq: int) -> int:
+        await self._transaction([
+            ("UPDATE members SET read_seq = MAX(read_seq, ?) WHERE conv = ? AND user = ?",
+             (seq, conv, user)),
+        ])
+        row = await self._one(self._r, "SELECT read_seq FROM members WHERE conv = ? AND user = ?",
+                              conv, user)
+        return int(row[0]) if row else 0
+
+    async def set_reaction(self, conv: str, seq: int, user: str, emoji: str, on: bool,
+                           at_ms: int | None, ts: int) -> bool:
+        async with self._write_lock:
+            w = self._w
+            try:
+                if on:
+                    cur = await w.execute(
+                        "INSERT INTO reactions (conv, seq, user, emoji, at_ms, ts) VALUES (?,?,?,?,?,?) "
+                        "ON CONFLICT DO UPDATE SET at_ms = excluded.at_ms, ts = excluded.ts "
+                        "WHERE reactions.at_ms IS NOT excluded.at_ms",
+                        (conv, seq, user, emoji, at_ms, ts),
+                    )
+                else:
+                    cur = await w.execute(
+                        "DELETE FROM reactions WHERE conv = ? AND seq = ? AND user = ? AND emoji = ?",
+                        (conv, seq, user, emoji),
+                    )
+                return cur.rowcount > 0
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(str(exc)) from exc
+
+    async def reactions(self, conv: str, seqs: Sequence[int], viewer: str) -> list[ReactionSummary]:
+        if not seqs:
+            return []
+        rows = await self._all(
+            self._r,
+            "SELECT seq, emoji, COUNT(*), MAX(user = ?), "
+            "GROUP_CONCAT(DISTINCT at_ms) FROM reactions "
+            "WHERE conv = ? AND seq BETWEEN ? AND ? GROUP BY seq, emoji ORDER BY seq, MIN(ts)",
+            viewer, conv, min(seqs), max(seqs),
+        )
+        wanted = set(seqs)
+        return [
+            ReactionSummary(seq, emoji, count, bool(me),
+                            tuple(sorted(int(v) for v in moments.split(",")))[:20] if moments else ())
+            for seq, emoji, count, me, moments in rows if seq in wanted
+        ]
+
+    # -- social graph -------------------------------------------------------
+
+    async def social(self, user: str) -> SocialRecord:
+        record = SocialRecord()
+        for low, high, state, requester in await self._all(
+            self._r,
+            "SELECT low, high, state, requester FROM friendships WHERE low = ? "
+            "UNION ALL SELECT low, high, state, requester FROM friendships WHERE high = ?",
+            user, user,
+        ):
+            other = high if low == user else low
+            if state == "friends":
+                record.friends.add(other)
+            elif requester == user:
+                record.requests_out.add(other)
+            else:
+                record.requests_in.add(other)
+        for blocker, blocked in await self._all(
+            self._r,
+            "SELECT blocker, blocked FROM blocks WHERE blocker = ? "
+            "UNION ALL SELECT blocker, blocked FROM blocks WHERE blocked = ?",
+            user, user,
+        ):
+            if blocker == user:
+                record.blocking.add(blocked)
+            else:
+                record.blocked_by.add(blocker)
+        return record
+
+    async def set_friendship(self, a: str, b: str, state: str | None, requester: str | None,
+                             ts: int) -> None:
+        low, high = sorted((a, b))
+        if state is None:
+            await self._transaction([
+                ("DELETE FROM friendships WHERE low = ? AND high = ?", (low, high)),
+            ])
+            return
+        await self._transaction([
+            ("INSERT INTO friendships (low, high, state, requester, ts) VALUES (?,?,?,?,?) "
+             "ON CONFLICT DO UPDATE SET state = excluded.state, requester = excluded.requester, "
+             "ts = excluded.ts", (low, high, state, requester, ts)),
+        ])
+
+    async def set_block(self, blocker: str, blocked: str, on: bool, ts: int) -> None:
+        if on:
+            await self._transaction([
+                ("INSERT OR IGNORE INTO blocks (blocker, blocked, ts) VALUES (?,?,?)",
+                 (blocker, blocked, ts)),
+            ])
+        else:
+            await self._transaction([
+                ("DELETE FROM blocks WHERE blocker = ? AND blocked = ?", (blocker, blocked)),
+            ])
+
+    async def set_last_seen(self, seen: dict[str, int]) -> None:
+        if seen:
+            await self._transaction([
+                ("INSERT INTO last_seen (user, ts) VALUES (?, ?) "
+                 "ON CONFLICT DO UPDATE SET ts = MAX(ts, excluded.ts)", (user, ts))
+                for user, ts in seen.items()
+            ])
+
+    async def share_conversation(self, a: str, b: str) -> bool:
+        row = await self._one(
+            self._r,
+            "SELECT 1 FROM members x JOIN members y ON x.conv = y.conv "
+            "WHERE x.user = ? AND y.user = ? LIMIT 1",
+            a, b,
+        )
+        return row is not None
+
+    async def last_seen(self, users: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(users)):
+            marks = ",".join("?" * len(chunk))
+            for user, ts in await self._all(
+                self._r, f"SELECT user, ts FROM last_seen WHERE user IN ({marks})", *chunk
+            ):
+                found[user] = ts
+        return found
 
     # -- conversations ------------------------------------------------------
 

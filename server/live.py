@@ -1,0 +1,89 @@
+"""Live signals that are never stored: typing, and watch-together playback state.
+
+Typing is rate-limited per connection and dropped silently past the limit: a
+chatty keyboard should cost nothing and never produce an error. Watch state is
+one small record per conversation, last writer wins by hub time, forgotten
+after ``watch_ttl_s`` without an update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from clipwire.protocol import ErrorCode, RequestError, encode
+from clipwire.protocol import frames as f
+
+from .conversations import NO_ACCESS
+from .ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    from .hub import Handler, Hub
+    from .session import Session
+
+
+@dataclass(frozen=True, slots=True)
+class WatchState:
+    video_id: str
+    pos_ms: int
+    playing: bool
+    by: str
+    ts: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"video_id": self.video_id, "pos_ms": self.pos_ms, "playing": self.playing,
+                "by": self.by, "ts": self.ts}
+
+
+class LiveSignals:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        # Ordered by last update, oldest first, so expiry only looks at the front.
+        self._watch: dict[str, WatchState] = {}
+
+    def handlers(self) -> dict[type, Handler]:
+        return {f.Typing: self._typing, f.Watch: self._watch_request}
+
+    async def _typing(self, session: Session, req: f.Typing) -> None:
+        bucket = session.typing_bucket
+        if bucket is None:
+            bucket = session.typing_bucket = TokenBucket(self.hub.config.typing_per_s, 3)
+        if not bucket.take():
+            return
+        conv = await self.hub.convs.get(req.conv)
+        if conv is None or session.user not in conv.members:
+            return
+        record = await self.hub.social.graph.record(session.user)
+        hidden = record.blocking | record.blocked_by
+        audience = [u for u in conv.members if u != session.user and u not in hidden]
+        self.hub.deliver(audience, encode({"t": "typing", "conv": conv.conv, "user": session.user}))
+
+    async def _watch_request(self, session: Session, req: f.Watch) -> None:
+        conv = await self.hub.convs.get(req.conv)
+        if conv is None or session.user not in conv.members:
+            raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
+        previous = self._watch.pop(conv.conv, None)
+        ts = self.hub.now_ms()
+        if previous is not None and ts <= previous.ts:
+            ts = previous.ts + 1  # hub time only moves forward, so the last writer wins
+        state = WatchState(req.video_id, req.pos_ms, req.playing, session.user, ts)
+        self._watch[conv.conv] = state
+        self._expire(ts)
+        session.reply({"t": "ok", "id": req.id, "ts": ts})
+        event = {"t": "watch", "conv": conv.conv, **state.to_wire()}
+        self.hub.deliver(conv.members, encode(event), skip=session)
+
+    def current(self, conv: str) -> WatchState | None:
+        """The live playback state of ``conv``, if one was set recently."""
+        state = self._watch.get(conv)
+        if state is None or state.ts < self.hub.now_ms() - self.hub.config.watch_ttl_s * 1000:
+            return None
+        return state
+
+    def _expire(self, now_ms: int) -> None:
+        cutoff = now_ms - self.hub.config.watch_ttl_s * 1000
+        while self._watch:
+            conv, state = next(iter(self._watch.items()))
+            if state.ts >= cutoff:
+                break
+            del self._watch[conv]

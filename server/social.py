@@ -1,0 +1,259 @@
+"""Friends, blocks and presence: who knows about whom.
+
+The graph lives in the store; each user's side of it is cached here while
+needed, so the DM policy and the block checks on the message path read no SQL.
+Presence is in memory only: a user is online while one of their devices is
+connected to this hub, so a restart never leaves anyone shown online.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from clipwire.protocol import ErrorCode, RequestError, encode
+from clipwire.protocol import frames as f
+
+from .store.base import SocialRecord
+
+if TYPE_CHECKING:
+    from .hub import Handler, Hub
+    from .session import Session
+
+MAX_WATCHED = 500  # users one connection may watch with ``presence``
+
+
+class SocialGraph:
+    """A bounded cache of :class:`SocialRecord` per user, kept in step with the store."""
+
+    def __init__(self, hub: Hub, max_entries: int = 100_000) -> None:
+        self._hub = hub
+        self._records: dict[str, SocialRecord] = {}
+        self._max_entries = max_entries
+
+    def peek(self, user: str) -> SocialRecord | None:
+        return self._records.get(user)
+
+    async def record(self, user: str) -> SocialRecord:
+        cached = self._records.get(user)
+        if cached is not None:
+            return cached
+        loaded = await self._hub.store.social(user)
+        cached = self._records.get(user)  # loaded by someone else meanwhile: theirs is current
+        if cached is not None:
+            return cached
+        if len(self._records) >= self._max_entries:
+            del self._records[next(iter(self._records))]
+        self._records[user] = loaded
+        return loaded
+
+    async def blocked_either(self, a: str, b: str) -> bool:
+        record = await self.record(a)
+        return b in record.blocking or b in record.blocked_by
+
+    async def are_friends(self, a: str, b: str) -> bool:
+        return b in (await self.record(a)).friends
+
+
+class FriendsDmPolicy:
+    """The default DM policy: both users are friends."""
+
+    def __init__(self, graph: SocialGraph) -> None:
+        self._graph = graph
+
+    async def may_dm(self, sender: str, recipient: str) -> bool:
+        return sender != recipient and await self._graph.are_friends(sender, recipient)
+
+
+class Social:
+    """Handlers for friend requests, blocks and presence, and presence on connect/leave."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.graph = SocialGraph(hub)
+        # watched user -> sessions watching them through ``presence``
+        self._watchers: dict[str, set[Session]] = {}
+        self._watching: dict[Session, set[str]] = {}
+
+    def handlers(self) -> dict[type, Handler]:
+        return {
+            f.FriendRequest: self._friend_request, f.FriendAccept: self._friend_accept,
+            f.FriendRemove: self._friend_remove, f.Block: self._block, f.Unblock: self._unblock,
+            f.PresenceQuery: self._presence,
+        }
+
+    # -- welcome and presence -------------------------------------------------
+
+    async def welcome_fields(self, user: str) -> dict[str, Any]:
+        record = await self.graph.record(user)
+        seen = await self.hub.store.last_seen(sorted(record.friends))
+        return {
+            "requests": [{"user": u, "direction": "in"} for u in sorted(record.requests_in)]
+            + [{"user": u, "direction": "out"} for u in sorted(record.requests_out)],
+            "friends": [self._state(u, seen.get(u)) for u in sorted(record.friends)],
+        }
+
+    def _state(self, user: str, last_seen: int | None) -> dict[str, Any]:
+        return {"user": user, "online": user in self.hub.sessions, "last_seen": last_seen}
+
+    async def came_online(self, session: Session) -> None:
+        """Tell friends and watchers when a user's first device connects."""
+        if len(self.hub.sessions.get(session.user, ())) == 1:
+            await self._announce(session.user, online=True, last_seen=None)
+
+    async def went_offline(self, session: Session) -> None:
+        """Forget what ``session`` watched; announce the user's last device leaving."""
+        for watched in self._watching.pop(session, ()):
+            sessions = self._watchers.get(watched)
+            if sessions is not None:
+                sessions.discard(session)
+                if not sessions:
+                    del self._watchers[watched]
+        if session.user not in self.hub.sessions:
+            now = self.hub.now_ms()
+            await self.hub.store.set_last_seen({session.user: now})
+            await self._announce(session.user, online=False, last_seen=now)
+
+    async def _announce(self, user: str, *, online: bool, last_seen: int | None) -> None:
+        record = await self.graph.record(user)
+        hidden = record.blocking | record.blocked_by
+        audience = [u for u in record.friends if u not in hidden]
+        data = encode({"t": "presence", "user": user, "online": online, "last_seen": last_seen})
+        self.hub.deliver(audience, data)
+        for watcher in self._watchers.get(user, ()):
+            if watcher.user not in hidden and watcher.user not in record.friends:
+                watcher.push(data)
+
+    async def all_offline(self) -> None:
+        """On shutdown: everyone connected was last seen now."""
+        now = self.hub.now_ms()
+        await self.hub.store.set_last_seen(dict.fromkeys(self.hub.sessions, now))
+
+    async def _presence(self, session: Session, req: f.PresenceQuery) -> None:
+        record = await self.graph.record(session.user)
+        watched = self._watching.setdefault(session, set())
+        if len(watched | set(req.users)) > MAX_WATCHED:
+            raise RequestError.bad(f"a connection watches at most {MAX_WATCHED} users")
+        visible = [u for u in req.users if await self._may_see(session.user, u, record)]
+        seen = await self.hub.store.last_seen(visible)
+        result = []
+        for user in req.users:
+            if user in visible:
+                watched.add(user)
+                self._watchers.setdefault(user, set()).add(session)
+                result.append(self._state(user, seen.get(user)))
+            else:  # strangers and blocks look offline and never seen: nothing leaks
+                result.append({"user": user, "online": False, "last_seen": None})
+        session.reply({"t": "ok", "id": req.id, "users": result})
+
+    async def _may_see(self, viewer: str, user: str, record: SocialRecord) -> bool:
+        """Friends, and users sharing a conversation, unless a block stands between."""
+        if user == viewer:
+            return True
+        if user in record.blocking or user in record.blocked_by:
+            return False
+        if user in record.friends:
+            return True
+        return await self.hub.store.share_conversation(viewer, user)
+
+    # -- friends ---------------------------------------------------------------
+
+    def _friend_event(self, to: str, about: str, state: str, direction: str | None = None) -> None:
+        event: dict[str, Any] = {"t": "friend", "user": about, "state": state}
+        if direction is not None:
+            event["direction"] = direction
+        self.hub.deliver((to,), encode(event))
+
+    async def _pair(self, session: Session, other: str) -> tuple[SocialRecord, SocialRecord]:
+        if other == session.user:
+            raise RequestError.bad("that is you")
+        return await self.graph.record(session.user), await self.graph.record(other)
+
+    async def _set(self, me: str, other: str, mine: SocialRecord, theirs: SocialRecord,
+                   state: str | None) -> None:
+        """Store the friendship state and mirror it in both cached records."""
+        await self.hub.store.set_friendship(me, other, state, me if state == "pending" else None,
+                                            self.hub.now_ms())
+        for record, peer in ((mine, other), (theirs, me)):
+            record.friends.discard(peer)
+            record.requests_in.discard(peer)
+            record.requests_out.discard(peer)
+        if state == "friends":
+            mine.friends.add(other)
+            theirs.friends.add(me)
+        elif state == "pending":
+            mine.requests_out.add(other)
+            theirs.requests_in.add(me)
+
+    async def _friend_request(self, session: Session, req: f.FriendRequest) -> None:
+        me, other = session.user, req.user
+        mine, theirs = await self._pair(session, other)
+        if other in mine.blocking or other in mine.blocked_by:
+            raise RequestError(ErrorCode.FORBIDDEN, "you may not befriend this user")
+        if other in mine.requests_in:  # they asked first: this is a yes
+            await self._accept(session, req.id, other, mine, theirs)
+            return
+        if other not in mine.friends and other not in mine.requests_out:
+            await self._set(me, other, mine, theirs, "pending")
+            self._friend_event(other, me, "requested", "in")
+            self._friend_event(me, other, "requested", "out")
+        session.reply({"t": "ok", "id": req.id})
+
+    async def _friend_accept(self, session: Session, req: f.FriendAccept) -> None:
+        mine, theirs = await self._pair(session, req.user)
+        if req.user in mine.friends:
+            session.reply({"t": "ok", "id": req.id})
+            return
+        if req.user not in mine.requests_in:
+            raise RequestError(ErrorCode.NOT_FOUND, "no friend request from this user")
+        await self._accept(session, req.id, req.user, mine, theirs)
+
+    async def _accept(self, session: Session, request_id: int, other: str, mine: SocialRecord,
+                      theirs: SocialRecord) -> None:
+        me = session.user
+        await self._set(me, other, mine, theirs, "friends")
+        self._friend_event(other, me, "accepted")
+        self._friend_event(me, other, "accepted")
+        session.reply({"t": "ok", "id": request_id})
+        # New friends see each other's presence from now on.
+        seen = await self.hub.store.last_seen([me, other])
+        self.hub.deliver((other,), encode({"t": "presence", **self._state(me, seen.get(me))}))
+        self.hub.deliver((me,), encode({"t": "presence", **self._state(other, seen.get(other))}))
+
+    async def _friend_remove(self, session: Session, req: f.FriendRemove) -> None:
+        me, other = session.user, req.user
+        mine, theirs = await self._pair(session, other)
+        known = other in mine.friends or other in mine.requests_in or other in mine.requests_out
+        if known:
+            await self._set(me, other, mine, theirs, None)
+            self._friend_event(other, me, "removed")
+            self._friend_event(me, other, "removed")
+        session.reply({"t": "ok", "id": req.id})
+
+    # -- blocks ----------------------------------------------------------------
+
+    async def _block(self, session: Session, req: f.Block) -> None:
+        me, other = session.user, req.user
+        mine, theirs = await self._pair(session, other)
+        if other not in mine.blocking:
+            await self.hub.store.set_block(me, other, True, self.hub.now_ms())
+            mine.blocking.add(other)
+            theirs.blocked_by.add(me)
+            if other in mine.friends or other in mine.requests_in or other in mine.requests_out:
+                await self._set(me, other, mine, theirs, None)
+                self._friend_event(me, other, "removed")
+                self._friend_event(other, me, "removed")
+            # Each now looks offline to the other, whatever they last saw.
+            self.hub.deliver((other,), encode({"t": "presence", "user": me, "online": False,
+                                                "last_seen": None}))
+            self.hub.deliver((me,), encode({"t": "presence", "user": other, "online": False,
+                                             "last_seen": None}))
+        session.reply({"t": "ok", "id": req.id})
+
+    async def _unblock(self, session: Session, req: f.Unblock) -> None:
+        me, other = session.user, req.user
+        mine, theirs = await self._pair(session, other)
+        if other in mine.blocking:
+            await self.hub.store.set_block(me, other, False, self.hub.now_ms())
+            mine.blocking.discard(other)
+            theirs.blocked_by.discard(me)
+        session.reply({"t": "ok", "id": req.id})
