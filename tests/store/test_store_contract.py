@@ -156,3 +156,68 @@ async def test_reopen_keeps_everything(tmp_path: Path) -> None:
     await second.open()
     assert [m.seq for m in await second.history("d1", None, 10)] == [1]
     await second.close()
+
+
+async def test_read_marker_never_moves_back(store: Store) -> None:
+    await store.ensure_dm("d1", "a", "b", 1)
+    await store.append_batch([msg("d1", "a", str(i)) for i in range(5)])
+    assert await store.set_read("d1", "b", 3) == 3
+    assert await store.set_read("d1", "b", 2) == 3
+    assert await store.set_read("d1", "b", 5) == 5
+    (summary,) = await store.user_conversations("b")
+    assert summary.read_seq == 5 and summary.unread == 0
+
+
+async def test_reactions_summarise_per_message(store: Store) -> None:
+    await store.ensure_dm("d1", "a", "b", 1)
+    await store.append_batch([msg("d1", "a", "1"), msg("d1", "a", "2")])
+    assert await store.set_reaction("d1", 1, "a", "🔥", True, 1200, 5)
+    assert await store.set_reaction("d1", 1, "b", "🔥", True, 300, 6)
+    assert not await store.set_reaction("d1", 1, "b", "🔥", True, 300, 7)  # nothing new
+    assert await store.set_reaction("d1", 1, "b", "😂", True, None, 8)
+    assert await store.set_reaction("d1", 2, "b", "👍", True, None, 9)
+    assert await store.set_reaction("d1", 2, "b", "👍", False, None, 10)
+    assert not await store.set_reaction("d1", 2, "b", "👍", False, None, 11)
+    got = await store.reactions("d1", [1, 2], "a")
+    assert [(r.seq, r.emoji, r.count, r.me, r.moments) for r in got] == [
+        (1, "🔥", 2, True, (300, 1200)), (1, "😂", 1, False, ()),
+    ]
+
+
+async def test_unsend_deletes_body_and_reactions_keeps_seq(store: Store) -> None:
+    await store.ensure_dm("d1", "a", "b", 1)
+    card = {"id": "v1", "url": "https://v/1"}
+    await store.append_batch([NewMessage("d1", "a", "c1", "video", 3, "look", card), msg("d1", "a", "2")])
+    await store.set_reaction("d1", 1, "b", "🔥", True, None, 4)
+    await store.unsend("d1", 1)
+    first, second = await store.history("d1", None, 10)
+    assert (first.seq, first.unsent, first.text, first.video) == (1, True, None, None)
+    assert first.to_wire() == {"conv": "d1", "seq": 1, "from": "a", "ts": 3, "kind": "video",
+                               "cmid": "c1", "unsent": True}
+    assert second.seq == 2 and not second.unsent
+    assert await store.reactions("d1", [1], "b") == []
+
+
+async def test_social_graph_round_trip(store: Store) -> None:
+    await store.set_friendship("a", "b", "pending", "a", 1)
+    a, b = await store.social("a"), await store.social("b")
+    assert a.requests_out == {"b"} and b.requests_in == {"a"} and not a.friends
+    await store.set_friendship("b", "a", "friends", None, 2)
+    assert (await store.social("a")).friends == {"b"} and (await store.social("b")).friends == {"a"}
+    await store.set_block("c", "a", True, 3)
+    await store.set_block("c", "a", True, 4)
+    assert (await store.social("a")).blocked_by == {"c"}
+    assert (await store.social("c")).blocking == {"a"}
+    await store.set_friendship("a", "b", None, None, 5)
+    await store.set_block("c", "a", False, 6)
+    a = await store.social("a")
+    assert not (a.friends or a.requests_in or a.requests_out or a.blocked_by or a.blocking)
+
+
+async def test_last_seen_and_shared_conversations(store: Store) -> None:
+    await store.set_last_seen({"a": 10, "b": 20})
+    await store.set_last_seen({"a": 5})  # never moves back
+    assert await store.last_seen(["a", "b", "c"]) == {"a": 10, "b": 20}
+    await store.create_group("g1", "team", "a", ["b"], 1)
+    assert await store.share_conversation("a", "b")
+    assert not await store.share_conversation("a", "c")
