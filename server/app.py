@@ -16,7 +16,7 @@ from types import TracebackType
 from websockets.asyncio.server import Server
 
 from .auth import TokenVerifier, secret_beside
-from .config import HubConfig
+from .config import ConfigError, HubConfig
 from .hub import Hub
 from .policy import DmPolicy, PolicyFunction
 from .store.base import Store
@@ -26,13 +26,27 @@ from .transport.websocket import WS_PATH, start_websocket_server
 log = logging.getLogger("clipwire.hub")
 
 
+def make_store(config: HubConfig, *, migrate: bool | None = None) -> Store:
+    """The store the settings ask for: PostgreSQL with a database URL, else SQLite."""
+    if config.database_url:
+        try:
+            from .store.postgres import PostgresStore
+        except ImportError:
+            raise ConfigError(
+                "CLIPWIRE_DATABASE_URL needs asyncpg: pip install 'clipwire[postgres]'"
+            ) from None
+        return PostgresStore(config.database_url,
+                             migrate_on_open=config.migrate_on_start if migrate is None else migrate)
+    return SQLiteStore(config.db, synchronous=config.sqlite_synchronous)
+
+
 class ClipwireServer:
     def __init__(self, config: HubConfig, *, store: Store | None = None,
                  policy: DmPolicy | PolicyFunction | None = None, reuse_port: bool = False) -> None:
         if config.secret is None and config.jwt_algorithm == "HS256":
             config = config.with_values(secret=secret_beside(config.db))
         self.config = config.check()
-        self.store: Store = store or SQLiteStore(config.db, synchronous=config.sqlite_synchronous)
+        self.store: Store = store or make_store(self.config)
         verifier = TokenVerifier.from_settings(config.jwt_algorithm, config.secret,
                                                config.jwt_public_key_file, config.jwt_leeway_s)
         self.hub = Hub(self.config, self.store, verifier, policy)

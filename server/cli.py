@@ -22,16 +22,18 @@ def _add_settings(parser: argparse.ArgumentParser, only: tuple[str, ...] | None 
         if only is not None and f.name not in only:
             continue
         env = ENV_PREFIX + f.name.upper()
-        shown = "(created beside --db)" if f.metadata["secret"] else f.default
+        shown = "none" if f.default is None else f.default
+        if f.name == "secret":
+            shown = "created beside --db"
+        flag = f"--{f.name.replace('_', '-')}"
+        help_text = f"{f.metadata['help']} [env {env}; default {shown}]"
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+            continue
         kind = type(f.default) if f.default is not None else str
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            dest=f.name,
-            type=kind,
-            default=None,
-            metavar=f.name.split("_")[-1].upper(),
-            help=f"{f.metadata['help']} [env {env}; default {shown}]",
-        )
+        parser.add_argument(flag, dest=f.name, type=kind, default=None,
+                            metavar=f.name.split("_")[-1].upper(), help=help_text)
 
 
 def _config(args: argparse.Namespace) -> HubConfig:
@@ -61,6 +63,25 @@ def _serve(args: argparse.Namespace) -> int:
         await stop.wait()
         print("shutting down", flush=True)
         await server.close()
+
+    _run(run())
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from .app import make_store
+
+    async def run() -> int:
+        store = make_store(config, migrate=True)
+        await store.open()
+        try:
+            version = await store.migrate()
+        finally:
+            await store.close()
+        where = "PostgreSQL" if config.database_url else config.db
+        print(f"{where}: schema version {version}")
+        return 0
 
     _run(run())
     return 0
@@ -99,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Run the hub: WebSocket at /ws, health at /healthz.")
     _add_settings(serve)
     serve.set_defaults(func=_serve)
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the store's schema",
+                             description="Create or upgrade the schema of the SQLite file or "
+                             "the PostgreSQL database the settings name, then exit.")
+    _add_settings(migrate, ("db", "database_url", "sqlite_synchronous"))
+    migrate.set_defaults(func=_migrate)
 
     token = sub.add_parser("token", help="print a token for USER, signed with the hub's secret",
                            description="Print a token as the application's backend would sign "

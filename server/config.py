@@ -30,7 +30,14 @@ class ConfigError(ValueError):
 class HubConfig:
     host: str = _setting("127.0.0.1", "address to listen on")
     port: int = _setting(8765, "port for WebSocket (/ws) and health (/healthz); 0 picks one")
-    db: str = _setting("./clipwire.db", "SQLite database file")
+    db: str = _setting("./clipwire.db", "SQLite database file (when no --database-url is given)")
+    database_url: str | None = _setting(
+        None, "PostgreSQL URL of a store shared by several nodes, e.g. postgresql://host/db",
+        secret=True,
+    )
+    migrate_on_start: bool = _setting(
+        False, "bring the PostgreSQL schema up to date at start (else run `clipwire migrate`)"
+    )
     secret: str | None = _setting(
         None, "HS256 secret the app backend signs tokens with (default: created beside --db)",
         secret=True,

@@ -125,6 +125,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def migrate(self) -> int:
+        """Create or upgrade the schema; return the version it ends at."""
+        ...
+
     async def append_batch(self, items: Sequence[NewMessage]) -> list[Appended | None]:
         """Store ``items`` in one transaction, in order, each with the next ``seq``.
 

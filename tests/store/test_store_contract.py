@@ -9,20 +9,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from services import fresh_schema, require
 
 from clipwire.server.store.base import NewMessage, Store
 from clipwire.server.store.group_commit import GroupCommitWriter
+from clipwire.server.store.postgres import PostgresStore
 from clipwire.server.store.sqlite import SQLiteStore
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    impl: Store = SQLiteStore(tmp_path / "store.db")
-    await impl.open()
-    yield impl
-    await impl.close()
+    if request.param == "sqlite":
+        impl: Store = SQLiteStore(tmp_path / "store.db")
+        await impl.open()
+        yield impl
+        await impl.close()
+        return
+    async with fresh_schema(require("postgres")) as dsn:
+        impl = PostgresStore(dsn, migrate_on_open=True)
+        await impl.open()
+        yield impl
+        await impl.close()
 
 
 def msg(conv: str, sender: str, cmid: str, text: str = "hi", ts: int = 1) -> NewMessage:
@@ -221,3 +231,35 @@ async def test_last_seen_and_shared_conversations(store: Store) -> None:
     await store.create_group("g1", "team", "a", ["b"], 1)
     assert await store.share_conversation("a", "b")
     assert not await store.share_conversation("a", "c")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_writers_on_several_nodes_keep_seqs_gap_free(kind: str, tmp_path: Path) -> None:
+    """Three store instances (as three hub nodes would hold) append to one conversation."""
+
+    async def run(make: Any) -> None:
+        nodes: list[Store] = [make() for _ in range(3)]
+        for node in nodes:
+            await node.open()
+        try:
+            await nodes[0].create_group("g1", "team", "a", ["b", "c"], 1)
+
+            async def writer(node: Store, name: str) -> None:
+                for batch in range(10):
+                    items = [msg("g1", name, f"{batch}-{i}") for i in range(5)]
+                    items.append(msg("g1", name, f"{batch}-0"))  # a retry inside the batch
+                    await node.append_batch(items)
+
+            await asyncio.gather(*(writer(node, name) for node, name in zip(nodes, "abc", strict=True)))
+            stored = await nodes[1].history("g1", None, 500)
+            assert [m.seq for m in stored] == list(range(1, 151))
+            assert len({(m.sender, m.cmid) for m in stored}) == 150
+        finally:
+            for node in nodes:
+                await node.close()
+
+    if kind == "sqlite":
+        await run(lambda: SQLiteStore(tmp_path / "shared.db"))
+        return
+    async with fresh_schema(require("postgres")) as dsn:
+        await run(lambda: PostgresStore(dsn, migrate_on_open=True))

@@ -1,0 +1,59 @@
+"""Where the tests find Redis and PostgreSQL, and what happens when they are absent.
+
+``REDIS_URL`` and ``DATABASE_URL`` name them (defaults: the local ones). In CI
+(``CI=true``) a missing service fails the test: .ci/run starts them first. On
+a developer's machine the test is skipped with one line saying how to run it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import pytest
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://127.0.0.1:5432/test")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 1):
+            return True
+    except OSError:
+        return False
+
+
+def require(service: str) -> str:
+    """The URL of ``service`` ("redis" or "postgres"), or skip/fail if it is not running."""
+    url, port, how = {
+        "redis": (REDIS_URL, 6379, "start Redis or set REDIS_URL"),
+        "postgres": (DATABASE_URL, 5432, "start PostgreSQL or set DATABASE_URL"),
+    }[service]
+    if _reachable(url, port):
+        return url
+    message = f"{service} is not reachable at {url}: {how} (bash .ci/run starts both)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@asynccontextmanager
+async def fresh_schema(database_url: str) -> AsyncIterator[str]:
+    """A DSN whose search_path is a new, empty schema, dropped afterwards."""
+    import asyncpg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        sep = "&" if "?" in database_url else "?"
+        yield f"{database_url}{sep}search_path={schema}"
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await conn.close()
