@@ -1,0 +1,1 @@
+"""Brokers carry events between hub nodes; local delivery never goes through them."""

@@ -1,0 +1,131 @@
+"""The contract every ``Broker`` keeps, run against the memory and Redis brokers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from services import PrivateRedis, require
+
+from clipwire.server.broker.base import Broker
+from clipwire.server.broker.memory import MemoryBroker, MemoryBus
+from clipwire.server.broker.redis import BrokerUnavailable, RedisBroker
+
+
+class Node:
+    """A broker with what it received, as a hub node would hold it."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.got: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.resets = 0
+        self.reset_seen = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.broker.start(lambda ch, data: self.got.put_nowait((ch, data)), self._reset)
+
+    def _reset(self) -> None:
+        self.resets += 1
+        self.reset_seen.set()
+
+    async def next(self, timeout: float = 5.0) -> tuple[str, bytes]:
+        return await asyncio.wait_for(self.got.get(), timeout)
+
+    async def nothing(self, wait_s: float = 0.3) -> None:
+        await asyncio.sleep(wait_s)
+        assert self.got.empty(), self.got.get_nowait()
+
+
+NodeFactory = Callable[[], Awaitable[Node]]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def nodes(request: pytest.FixtureRequest) -> AsyncIterator[NodeFactory]:
+    started: list[Node] = []
+    bus = MemoryBus()
+    url = require("redis") if request.param == "redis" else ""
+
+    async def make() -> Node:
+        node = Node(MemoryBroker(bus) if request.param == "memory" else RedisBroker(url))
+        await node.start()
+        started.append(node)
+        return node
+
+    yield make
+    for node in started:
+        await node.broker.close()
+
+
+async def test_publish_reaches_every_subscriber_once(nodes: NodeFactory) -> None:
+    a, b, c = await nodes(), await nodes(), await nodes()
+    channel = f"c:test-{id(a)}"
+    await a.broker.subscribe([channel])
+    await b.broker.subscribe([channel, channel])
+    c.broker.publish(channel, b"one")
+    c.broker.publish(channel, b"two")
+    for node in (a, b):
+        assert await node.next() == (channel, b"one")
+        assert await node.next() == (channel, b"two")
+    await c.nothing()
+    await a.nothing()
+
+
+async def test_unsubscribed_channels_are_not_delivered(nodes: NodeFactory) -> None:
+    a, b = await nodes(), await nodes()
+    keep, drop = f"c:keep-{id(a)}", f"c:drop-{id(a)}"
+    await a.broker.subscribe([keep, drop])
+    await a.broker.unsubscribe([drop])
+    b.broker.publish(drop, b"gone")
+    b.broker.publish(keep, b"kept")
+    assert await a.next() == (keep, b"kept")
+    await a.nothing()
+
+
+async def test_many_events_in_a_burst_keep_their_order(nodes: NodeFactory) -> None:
+    a, b = await nodes(), await nodes()
+    channel = f"c:burst-{id(a)}"
+    await a.broker.subscribe([channel])
+    for i in range(2000):
+        b.broker.publish(channel, str(i).encode())
+    got = [int((await a.next())[1]) for _ in range(2000)]
+    assert got == list(range(2000))
+
+
+async def test_redis_unreachable_at_start_says_where() -> None:
+    broker = RedisBroker("redis://127.0.0.1:1/0")
+    with pytest.raises(BrokerUnavailable, match=r"127\.0\.0\.1:1"):
+        await broker.start(lambda ch, d: None, lambda: None)
+
+
+async def test_redis_restart_is_reported_and_subscriptions_come_back() -> None:
+    redis = PrivateRedis()
+    redis.start()
+    a, b = Node(RedisBroker(redis.url)), Node(RedisBroker(redis.url))
+    try:
+        await a.start()
+        await b.start()
+        await a.broker.subscribe(["c:x"])
+        b.broker.publish("c:x", b"before")
+        assert await a.next() == ("c:x", b"before")
+
+        redis.stop()
+        b.broker.publish("c:x", b"lost")  # at-most-once: this one is gone
+        await asyncio.sleep(0.5)
+        redis.start()
+        await asyncio.wait_for(a.reset_seen.wait(), 15)
+        for _ in range(100):  # the publisher's pool reconnects on its next use
+            b.broker.publish("c:x", b"after")
+            try:
+                _channel, data = await a.next(timeout=0.2)
+            except TimeoutError:
+                continue
+            assert data in (b"after", b"lost")
+            if data == b"after":
+                break
+        else:
+            raise AssertionError("no delivery after the restart")
+    finally:
+        await a.broker.close()
+        await b.broker.close()
+        redis.stop()
