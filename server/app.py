@@ -16,6 +16,7 @@ from types import TracebackType
 from websockets.asyncio.server import Server
 
 from .auth import TokenVerifier, secret_beside
+from .broker.base import Broker
 from .config import ConfigError, HubConfig
 from .hub import Hub
 from .policy import DmPolicy, PolicyFunction
@@ -42,14 +43,19 @@ def make_store(config: HubConfig, *, migrate: bool | None = None) -> Store:
 
 class ClipwireServer:
     def __init__(self, config: HubConfig, *, store: Store | None = None,
-                 policy: DmPolicy | PolicyFunction | None = None, reuse_port: bool = False) -> None:
+                 policy: DmPolicy | PolicyFunction | None = None, broker: Broker | None = None,
+                 reuse_port: bool = False) -> None:
         if config.secret is None and config.jwt_algorithm == "HS256":
             config = config.with_values(secret=secret_beside(config.db))
         self.config = config.check()
         self.store: Store = store or make_store(self.config)
         verifier = TokenVerifier.from_settings(config.jwt_algorithm, config.secret,
                                                config.jwt_public_key_file, config.jwt_leeway_s)
-        self.hub = Hub(self.config, self.store, verifier, policy)
+        if broker is None and self.config.redis_url:
+            from .broker.redis import RedisBroker
+
+            broker = RedisBroker(self.config.redis_url)
+        self.hub = Hub(self.config, self.store, verifier, policy, broker=broker)
         self._reuse_port = reuse_port
         self._server: Server | None = None
         self.port = config.port

@@ -35,6 +35,10 @@ class HubConfig:
         None, "PostgreSQL URL of a store shared by several nodes, e.g. postgresql://host/db",
         secret=True,
     )
+    redis_url: str | None = _setting(
+        None, "Redis URL joining this hub to others (pub/sub, presence), e.g. redis://host:6379/0",
+        secret=True,
+    )
     migrate_on_start: bool = _setting(
         False, "bring the PostgreSQL schema up to date at start (else run `clipwire migrate`)"
     )

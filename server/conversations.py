@@ -70,6 +70,17 @@ class ConversationCache:
         """Something changed for a conversation not cached: loads under way are stale."""
         self._generation += 1
 
+    def forget(self, conv: str) -> None:
+        """Drop ``conv`` (changed on another node); the next use reloads it."""
+        self._generation += 1
+        self._entries.pop(conv, None)
+
+    def advanced(self, conv: str, seq: int) -> None:
+        """Another node committed message ``seq`` of ``conv``."""
+        entry = self._entries.get(conv)
+        if entry is not None and seq > entry.last_seq:
+            entry.last_seq = seq
+
     def changed(self, conv: Conversation) -> None:
         """Record a committed change; loads that started before it are not cached."""
         self._generation += 1

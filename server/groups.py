@@ -51,6 +51,7 @@ class Groups:
         conv = Conversation(new_group_id(), "group", req.title, 0, dict(sorted(roles.items())))
         await self.hub.store.create_group(conv.conv, req.title, session.user, others, self.hub.now_ms())
         self.hub.convs.changed(conv)
+        self.hub.membership_changed(conv.conv, list(conv.members))
         session.reply(events.ok(req.id, conv=conv.conv))
         self.hub.announce(conv, conv.members)
 
@@ -63,6 +64,7 @@ class Groups:
                 await self.hub.store.add_members(conv.conv, new, self.hub.now_ms())
                 conv.members.update(dict.fromkeys(sorted(new), "member"))
                 self.hub.convs.changed(conv)
+                self.hub.membership_changed(conv.conv, new)
             session.reply(events.ok(req.id))
             if new:
                 self.hub.announce(conv, conv.members)
@@ -78,6 +80,7 @@ class Groups:
                 for user in gone:
                     del conv.members[user]
                 self.hub.convs.changed(conv)
+                self.hub.membership_changed(conv.conv, gone)
             session.reply(events.ok(req.id))
             if gone:
                 self._left(conv, gone)
@@ -93,10 +96,11 @@ class Groups:
                 await self.hub.store.set_role(conv.conv, heir, "owner")
                 conv.members[heir] = "owner"
             self.hub.convs.changed(conv)
+            self.hub.membership_changed(conv.conv, [session.user])
             session.reply(events.ok(req.id))
             self._left(conv, [session.user])
 
     def _left(self, conv: Conversation, gone: list[str]) -> None:
         self.hub.deliver(gone, encode({"t": "conv", "conv": conv.conv, "kind": conv.kind,
-                                   "removed": True}))
+                                       "removed": True}))
         self.hub.announce(conv, conv.members)

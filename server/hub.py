@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,8 @@ from clipwire.protocol import (
 from clipwire.protocol import frames as f
 
 from .auth import TokenVerifier
+from .broker.base import Broker
+from .cluster import Cluster
 from .config import HubConfig
 from .conversations import NO_ACCESS, ConversationCache, dm_id, summary
 from .groups import Groups
@@ -76,8 +78,10 @@ class _Ticket:
 class Hub:
     def __init__(self, config: HubConfig, store: Store, verifier: TokenVerifier,
                  policy: DmPolicy | PolicyFunction | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, broker: Broker | None = None) -> None:
         self.config = config
+        self.cluster = Cluster(self, broker) if broker is not None else None
+        self._background: set[asyncio.Task[None]] = set()
         self.limits = config.limits
         self.store = store
         self.verifier = verifier
@@ -107,6 +111,8 @@ class Hub:
     # -- lifecycle ----------------------------------------------------------
 
     async def start(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.start()
         self.writer.start()
 
     async def close(self) -> None:
@@ -121,6 +127,8 @@ class Hub:
             for session in list(sessions):
                 session.close(CloseCode.GOING_AWAY, "hub shutting down")
         await self.writer.close()
+        if self.cluster is not None:
+            await self.cluster.close()
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -204,6 +212,8 @@ class Hub:
 
     async def _welcome(self, session: Session, hello: f.Hello) -> None:
         convs = await self.store.user_conversations(session.user)
+        if self.cluster is not None and len(self.sessions.get(session.user, ())) == 1:
+            await self.cluster.user_here(session.user, [c.conv for c in convs])
         listed = []
         for c in convs:
             item: dict[str, Any] = {"conv": c.conv, "kind": c.kind, "last_seq": c.last_seq,
@@ -261,6 +271,50 @@ class Hub:
             devices.discard(session)
             if not devices:
                 del self.sessions[session.user]
+                if self.cluster is not None:
+                    # Not followed here any more: what is cached of them may go stale.
+                    self.social.graph.forget(session.user)
+                    self.spawn(self.cluster.user_gone(session.user))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run background work (rare: cluster upkeep), logging any failure."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
+
+    def membership_changed(self, conv: str, users: Any) -> None:
+        """Other nodes must reload ``conv``; this one follows it for its own users."""
+        if self.cluster is not None:
+            self.cluster.membership_changed(conv, users)
+            self.spawn(self.cluster.follow_conv(conv))
+
+    def social_changed(self, users: Any) -> None:
+        """Friends or blocks of ``users`` changed: other nodes drop what they cached."""
+        if self.cluster is not None:
+            self.cluster.social_changed(users)
+            for user in users:  # nobody keeps the record of a user not here up to date
+                if user not in self.sessions:
+                    self.social.graph.forget(user)
+
+    async def catch_up_all(self) -> None:
+        """After the broker lost events: a ``gap`` for every followed conversation that moved."""
+        if self.cluster is None:
+            return
+        for conv_id in self.cluster.followed_convs():
+            cached = self.convs.peek(conv_id)
+            fresh = await self.store.load_conversation(conv_id)
+            if fresh is None:
+                continue
+            seen = cached.last_seq if cached is not None else None
+            self.convs.forget(conv_id)
+            self.convs.changed(fresh)
+            if seen is not None and fresh.last_seq > seen:
+                self.deliver_local(fresh.members, encode(events.gap(conv_id, seen + 1, fresh.last_seq)))
 
     async def _on_frame(self, session: Session, data: bytes | str) -> bool:
         frame = self._read_frame(session.conn, data)
@@ -282,8 +336,22 @@ class Hub:
 
     # -- fan-out ------------------------------------------------------------
 
-    def deliver(self, users: Any, data: bytes, skip: Session | None = None) -> None:
-        """Write one encoded frame to every connected device of ``users``."""
+    def deliver(self, users: Any, data: bytes, skip: Session | None = None, *,
+                conv: str | None = None, seq: int | None = None) -> None:
+        """Write one encoded frame to every device of ``users``, here and on other nodes.
+
+        ``conv`` names the conversation the event belongs to, so other nodes get
+        it through that conversation's channel (and ``seq`` keeps their caches current).
+        """
+        if self.cluster is None:
+            self.deliver_local(users, data, skip)
+            return
+        users = list(users)
+        self.deliver_local(users, data, skip)
+        self.cluster.forward(users, data, conv, seq)
+
+    def deliver_local(self, users: Any, data: bytes, skip: Session | None = None) -> None:
+        """Write one encoded frame to the connected devices of ``users`` on this node."""
         sessions = self.sessions
         for user in users:
             devices = sessions.get(user)
@@ -295,6 +363,7 @@ class Hub:
     def announce(self, conv: Conversation, users: Any) -> None:
         """Send ``users`` the conversation's current summary (a ``conv`` event)."""
         if conv.kind == "group":
+            # Through each user's channel: a member just added is not following the conversation yet.
             self.deliver(users, encode({"t": "conv", **summary(conv, "")}))
         else:
             for user in users:
@@ -336,6 +405,7 @@ class Hub:
             raise RequestError(ErrorCode.UNAVAILABLE, "conversation could not be created")
         if created:
             self.convs.changed(conv)
+            self.membership_changed(conv_id, (a, b))
             self.announce(conv, (a, b))
         return conv
 
@@ -425,12 +495,13 @@ class Hub:
         data = encode({"t": "msg", **msg.to_wire()})
         record = self.social.graph.peek(msg.sender)
         blockers = record.blocked_by if record is not None else ()
+        conv, seq = msg.conv, msg.seq
         if not blockers or blockers.isdisjoint(members):
-            self.deliver(members, data, skip=origin)
+            self.deliver(members, data, skip=origin, conv=conv, seq=seq)
             return
-        self.deliver([u for u in members if u not in blockers], data, skip=origin)
+        self.deliver([u for u in members if u not in blockers], data, skip=origin, conv=conv, seq=seq)
         stub = encode({"t": "msg", **msg.to_wire(hidden=True)})
-        self.deliver([u for u in members if u in blockers], stub, skip=origin)
+        self.deliver([u for u in members if u in blockers], stub, skip=origin, conv=conv, seq=seq)
 
     def _failed(self, tickets: Sequence[_Ticket], exc: Exception) -> None:
         for ticket in tickets:

@@ -49,7 +49,7 @@ class Receipts:
         session.reply({"t": "ok", "id": req.id, "read_seq": marker})
         if marker == req.seq:
             event = {"t": "read", "conv": conv.conv, "user": session.user, "seq": marker}
-            self.hub.deliver(conv.members, encode(event), skip=session)
+            self.hub.deliver(conv.members, encode(event), skip=session, conv=conv.conv)
 
     async def _react(self, session: Session, req: f.React) -> None:
         conv = await self._member(session.user, req.conv)
@@ -73,7 +73,7 @@ class Receipts:
                 event["at_ms"] = req.at_ms
             record = await self.hub.social.graph.record(session.user)
             audience = [u for u in conv.members if u not in record.blocked_by]
-            self.hub.deliver(audience, encode(event), skip=session)
+            self.hub.deliver(audience, encode(event), skip=session, conv=conv.conv)
 
     async def _unsend(self, session: Session, req: f.Unsend) -> None:
         conv = await self._member(session.user, req.conv)
@@ -83,5 +83,5 @@ class Receipts:
         if not target.unsent:
             await self.hub.store.unsend(conv.conv, req.seq)
             event = {"t": "unsent", "conv": conv.conv, "seq": req.seq}
-            self.hub.deliver(conv.members, encode(event), skip=session)
+            self.hub.deliver(conv.members, encode(event), skip=session, conv=conv.conv)
         session.reply({"t": "ok", "id": req.id})

@@ -46,6 +46,10 @@ class SocialGraph:
         self._records[user] = loaded
         return loaded
 
+    def forget(self, user: str) -> None:
+        """Drop ``user``'s record (changed on another node, or no longer followed here)."""
+        self._records.pop(user, None)
+
     async def blocked_either(self, a: str, b: str) -> bool:
         record = await self.record(a)
         return b in record.blocking or b in record.blocked_by
@@ -73,6 +77,9 @@ class Social:
         # watched user -> sessions watching them through ``presence``
         self._watchers: dict[str, set[Session]] = {}
         self._watching: dict[Session, set[str]] = {}
+        # Users announced online and not yet announced offline. Counting devices at
+        # came_online is not enough: two devices whose welcomes overlap each see two.
+        self._online: set[str] = set()
 
     def handlers(self) -> dict[type, Handler]:
         return {
@@ -97,7 +104,8 @@ class Social:
 
     async def came_online(self, session: Session) -> None:
         """Tell friends and watchers when a user's first device connects."""
-        if len(self.hub.sessions.get(session.user, ())) == 1:
+        if session.user not in self._online and session.user in self.hub.sessions:
+            self._online.add(session.user)
             await self._announce(session.user, online=True, last_seen=None)
 
     async def went_offline(self, session: Session) -> None:
@@ -108,9 +116,12 @@ class Social:
                 sessions.discard(session)
                 if not sessions:
                     del self._watchers[watched]
-        if session.user not in self.hub.sessions:
+        if session.user not in self.hub.sessions and session.user in self._online:
+            self._online.discard(session.user)
             now = self.hub.now_ms()
             await self.hub.store.set_last_seen({session.user: now})
+            if session.user in self._online:
+                return  # a device came back meanwhile and was announced online already
             await self._announce(session.user, online=False, last_seen=now)
 
     async def _announce(self, user: str, *, online: bool, last_seen: int | None) -> None:
@@ -183,6 +194,7 @@ class Social:
         elif state == "pending":
             mine.requests_out.add(other)
             theirs.requests_in.add(me)
+        self.hub.social_changed((me, other))
 
     async def _friend_request(self, session: Session, req: f.FriendRequest) -> None:
         me, other = session.user, req.user
@@ -238,6 +250,7 @@ class Social:
             await self.hub.store.set_block(me, other, True, self.hub.now_ms())
             mine.blocking.add(other)
             theirs.blocked_by.add(me)
+            self.hub.social_changed((me, other))
             if other in mine.friends or other in mine.requests_in or other in mine.requests_out:
                 await self._set(me, other, mine, theirs, None)
                 self._friend_event(me, other, "removed")
@@ -256,4 +269,5 @@ class Social:
             await self.hub.store.set_block(me, other, False, self.hub.now_ms())
             mine.blocking.discard(other)
             theirs.blocked_by.discard(me)
+            self.hub.social_changed((me, other))
         session.reply({"t": "ok", "id": req.id})

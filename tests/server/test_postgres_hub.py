@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import asyncio
 import sys
 
 import pytest
@@ -37,10 +37,12 @@ async def test_an_unmigrated_database_is_refused_with_what_to_do(tmp_path: objec
             await server.start()
         await server.store.close()
 
-        out = subprocess.run(
-            [sys.executable, "-m", "clipwire.server", "migrate", "--database-url", dsn],
-            capture_output=True, text=True, check=True,
-        ).stdout
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "clipwire.server", "migrate", "--database-url", dsn,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out = (await migrate.communicate())[0].decode()
+        assert migrate.returncode == 0
         assert "schema version 2" in out
         server = ClipwireServer(HubConfig(port=0, database_url=dsn, secret="s" * 32))
         await server.start()

@@ -1,0 +1,162 @@
+"""How one hub node reaches the clients of the others, through a :class:`Broker`.
+
+Channels: ``c:<conv>`` carries a conversation's events and is subscribed by
+every node with a connected member; ``u:<user>`` carries what is for one user
+(friend and presence events, being added to a conversation) and is subscribed
+by the nodes where that user is connected. A message therefore costs one
+publish however many nodes there are, and Redis sends it only to the nodes that
+have someone to give it to. Each envelope names the users it is for, so a
+receiving node needs no membership of its own to deliver it, and names its
+origin, so a node never delivers its own event twice.
+
+Envelope: 4-byte length, orjson header ``{n: node, u: users, c: conv, s: seq,
+k: kind}``, then the already-encoded frame. Kinds: ``d`` deliver, ``m`` a
+conversation's membership changed (drop it from the cache, resubscribe), ``s``
+a user's friends or blocks changed (drop the cached record).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import struct
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .broker.base import Broker
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = logging.getLogger("clipwire.cluster")
+_LEN = struct.Struct("!I")
+
+
+def _pack(header: dict[str, Any], data: bytes = b"") -> bytes:
+    head = orjson.dumps(header)
+    return _LEN.pack(len(head)) + head + data
+
+
+def _unpack(raw: bytes) -> tuple[dict[str, Any], bytes]:
+    (size,) = _LEN.unpack_from(raw)
+    return orjson.loads(raw[4 : 4 + size]), raw[4 + size :]
+
+
+class Cluster:
+    def __init__(self, hub: Hub, broker: Broker) -> None:
+        self.hub = hub
+        self.broker = broker
+        self.node = secrets.token_hex(6)
+        self._channel_users: dict[str, set[str]] = {}  # channel -> local users needing it
+        self.received = 0
+
+    async def start(self) -> None:
+        await self.broker.start(self._arrived, self._reset)
+
+    async def close(self) -> None:
+        await self.broker.close()
+
+    # -- subscriptions --------------------------------------------------------
+
+    async def user_here(self, user: str, convs: Iterable[str]) -> None:
+        """A user's first device connected to this node: follow them and their conversations."""
+        await self._follow(user, [f"u:{user}", *(f"c:{c}" for c in convs)])
+
+    async def user_gone(self, user: str) -> None:
+        """A user's last device left this node."""
+        channels = [ch for ch, users in self._channel_users.items() if user in users]
+        await self._unfollow(user, channels)
+
+    async def _follow(self, user: str, channels: Iterable[str]) -> None:
+        new = []
+        for channel in channels:
+            users = self._channel_users.setdefault(channel, set())
+            if not users:
+                new.append(channel)
+            users.add(user)
+        if new:
+            await self.broker.subscribe(new)
+
+    async def _unfollow(self, user: str, channels: Iterable[str]) -> None:
+        gone = []
+        for channel in channels:
+            users = self._channel_users.get(channel)
+            if users is None:
+                continue
+            users.discard(user)
+            if not users:
+                del self._channel_users[channel]
+                gone.append(channel)
+                if channel.startswith("c:"):
+                    self.hub.convs.forget(channel[2:])
+        if gone:
+            await self.broker.unsubscribe(gone)
+
+    # -- outgoing -------------------------------------------------------------
+
+    def forward(self, users: Iterable[str], data: bytes, conv: str | None, seq: int | None) -> None:
+        """Publish an event the local delivery has already handled, for the other nodes."""
+        targets = list(users)
+        if not targets:
+            return
+        if conv is not None:
+            header: dict[str, Any] = {"n": self.node, "k": "d", "u": targets, "c": conv}
+            if seq is not None:
+                header["s"] = seq
+            self.broker.publish(f"c:{conv}", _pack(header, data))
+            return
+        for user in targets:
+            self.broker.publish(f"u:{user}", _pack({"n": self.node, "k": "d", "u": [user]}, data))
+
+    def membership_changed(self, conv: str, users: Iterable[str]) -> None:
+        """Tell nodes holding ``conv`` (and those of ``users``, maybe new to it) to reload it."""
+        envelope = _pack({"n": self.node, "k": "m", "c": conv})
+        self.broker.publish(f"c:{conv}", envelope)
+        for user in users:
+            self.broker.publish(f"u:{user}", envelope)
+
+    def social_changed(self, users: Iterable[str]) -> None:
+        for user in users:
+            self.broker.publish(f"u:{user}", _pack({"n": self.node, "k": "s", "u": [user]}))
+
+    # -- incoming -------------------------------------------------------------
+
+    def _arrived(self, channel: str, raw: bytes) -> None:
+        header, data = _unpack(raw)
+        if header["n"] == self.node:
+            return
+        self.received += 1
+        kind = header["k"]
+        if kind == "d":
+            conv_id, seq = header.get("c"), header.get("s")
+            if conv_id is not None and seq is not None:
+                self.hub.convs.advanced(conv_id, seq)
+            self.hub.deliver_local(header["u"], data)
+        elif kind == "m":
+            self.hub.convs.forget(header["c"])
+            self.hub.spawn(self.follow_conv(header["c"]))
+        elif kind == "s":
+            for user in header["u"]:
+                self.hub.social.graph.forget(user)
+
+    def followed_convs(self) -> list[str]:
+        return [ch[2:] for ch in self._channel_users if ch.startswith("c:")]
+
+    async def follow_conv(self, conv_id: str) -> None:
+        """Follow ``conv_id`` exactly while one of its members is connected here."""
+        conv = await self.hub.convs.get(conv_id)
+        members = set(conv.members) if conv is not None else set()
+        channel = f"c:{conv_id}"
+        here = {u for u in members if u in self.hub.sessions}
+        before = set(self._channel_users.get(channel, ()))
+        for user in here - before:
+            await self._follow(user, [channel])
+        for user in before - here:
+            await self._unfollow(user, [channel])
+
+    def _reset(self) -> None:
+        """The broker lost events: every local client gets a gap for each of its conversations."""
+        log.warning("broker reset: asking local clients to catch up")
+        self.hub.spawn(self.hub.catch_up_all())
