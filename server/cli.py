@@ -47,12 +47,19 @@ def _secret(config: HubConfig) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     config = _config(args)
+    if config.secret is None and config.jwt_algorithm == "HS256":
+        config = config.with_values(secret=secret_beside(config.db))  # shared by all workers
+    config.check()
+    if config.workers > 1:
+        from .workers import supervise
+
+        return supervise(config, sys.argv[2:] if args.argv is None else args.argv)
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import ClipwireServer
 
     async def run() -> None:
-        server = ClipwireServer(config)
+        server = ClipwireServer(config, reuse_port=config.reuse_port)
         await server.start()
         print(f"Clipwire hub on {server.url} (health: http://{config.host}:{server.port}/healthz)",
               flush=True)
@@ -149,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = None if argv is None else argv[1:]
     try:
         result: int = args.func(args)
     except ConfigError as exc:

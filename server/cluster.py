@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import secrets
 import struct
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("clipwire.cluster")
 _LEN = struct.Struct("!I")
+FRESH_S = 5.0
 
 
 def _pack(header: dict[str, Any], data: bytes = b"") -> bytes:
@@ -50,6 +52,7 @@ class Cluster:
         self.broker = broker
         self.node = secrets.token_hex(6)
         self._channel_users: dict[str, set[str]] = {}  # channel -> local users needing it
+        self._fresh: dict[str, float] = {}  # conv -> until when it is routed by user
         self.received = 0
 
     async def start(self) -> None:
@@ -101,7 +104,7 @@ class Cluster:
         targets = list(users)
         if not targets:
             return
-        if conv is not None:
+        if conv is not None and not self._is_fresh(conv):
             header: dict[str, Any] = {"n": self.node, "k": "d", "u": targets, "c": conv}
             if seq is not None:
                 header["s"] = seq
@@ -110,8 +113,26 @@ class Cluster:
         for user in targets:
             self.broker.publish(f"u:{user}", _pack({"n": self.node, "k": "d", "u": [user]}, data))
 
+    def _is_fresh(self, conv: str) -> bool:
+        expiry = self._fresh.get(conv)
+        if expiry is None:
+            return False
+        if expiry > time.monotonic():
+            return True
+        del self._fresh[conv]
+        return False
+
+    def _mark_fresh(self, conv: str) -> None:
+        """For a while after a membership change, nodes may still be subscribing to
+        the conversation's channel: route its events by user channel meanwhile."""
+        now = time.monotonic()
+        if len(self._fresh) > 10_000:
+            self._fresh = {c: t for c, t in self._fresh.items() if t > now}
+        self._fresh[conv] = now + FRESH_S
+
     def membership_changed(self, conv: str, users: Iterable[str]) -> None:
         """Tell nodes holding ``conv`` (and those of ``users``, maybe new to it) to reload it."""
+        self._mark_fresh(conv)
         envelope = _pack({"n": self.node, "k": "m", "c": conv})
         self.broker.publish(f"c:{conv}", envelope)
         for user in users:
@@ -135,6 +156,7 @@ class Cluster:
                 self.hub.convs.advanced(conv_id, seq)
             self.hub.deliver_local(header["u"], data)
         elif kind == "m":
+            self._mark_fresh(header["c"])
             self.hub.convs.forget(header["c"])
             self.hub.spawn(self.follow_conv(header["c"]))
         elif kind == "s":

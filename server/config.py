@@ -30,6 +30,8 @@ class ConfigError(ValueError):
 class HubConfig:
     host: str = _setting("127.0.0.1", "address to listen on")
     port: int = _setting(8765, "port for WebSocket (/ws) and health (/healthz); 0 picks one")
+    workers: int = _setting(1, "hub processes sharing the port (more than 1 needs --redis-url)")
+    reuse_port: bool = _setting(False, "listen with SO_REUSEPORT, so several processes share the port")
     db: str = _setting("./clipwire.db", "SQLite database file (when no --database-url is given)")
     database_url: str | None = _setting(
         None, "PostgreSQL URL of a store shared by several nodes, e.g. postgresql://host/db",
@@ -85,7 +87,7 @@ class HubConfig:
 
     def check(self) -> HubConfig:
         """Raise :class:`ConfigError` naming the first setting that cannot work."""
-        positive = ("max_frame_bytes", "max_depth", "max_text_chars", "max_group_members",
+        positive = ("workers", "max_frame_bytes", "max_depth", "max_text_chars", "max_group_members",
                     "max_share_targets", "resume_cap", "resume_total_max", "send_buffer_bytes",
                     "commit_batch_max", "commit_pending_max")
         for name in positive:

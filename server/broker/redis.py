@@ -166,3 +166,112 @@ class RedisBroker:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+class RedisPresence:
+    """Presence across nodes: ``cw:p:<user>`` holds the ids of the nodes the user is on.
+
+    Each node refreshes ``cw:alive:<node>`` (TTL ``ttl_s``) every ``ttl_s / 3``
+    and lists its users in ``cw:users:<node>``. Every node sweeps the
+    registered nodes each ``ttl_s / 3``; the users of a node whose key has
+    expired are removed from presence by whichever node takes the sweep lock,
+    and those left on no node are reported offline. So a node that dies shows
+    its users offline within ``ttl_s * 4 / 3`` (20 s with the default 15 s).
+    """
+
+    def __init__(self, broker: RedisBroker, *, ttl_s: float = 15.0) -> None:
+        self._broker = broker
+        self.ttl_s = ttl_s
+        self.node = ""
+        self._on_lost: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, node: str, on_lost: Any) -> None:
+        self.node, self._on_lost = node, on_lost
+        await self._heartbeat()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="presence")
+
+    async def _heartbeat(self) -> None:
+        r = self._broker.client
+        pipe = r.pipeline(transaction=False)
+        pipe.set(f"cw:alive:{self.node}", 1, px=int(self.ttl_s * 1000))
+        pipe.sadd("cw:nodes", self.node)
+        await pipe.execute()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_s / 3)
+            try:
+                await self._heartbeat()
+                await self._sweep()
+            except (RedisError, OSError) as exc:
+                log.warning("presence: Redis unavailable (%s)", exc)
+            except Exception:
+                log.exception("presence sweep failed")
+
+    async def _sweep(self) -> None:
+        r = self._broker.client
+        for raw in await r.smembers("cw:nodes"):
+            node = raw.decode() if isinstance(raw, bytes) else raw
+            if node == self.node or await r.exists(f"cw:alive:{node}"):
+                continue
+            if not await r.set(f"cw:sweep:{node}", self.node, nx=True, px=int(self.ttl_s * 2000)):
+                continue  # another node is sweeping it
+            users = [u.decode() if isinstance(u, bytes) else u
+                     for u in await r.smembers(f"cw:users:{node}")]
+            lost = []
+            for user in users:
+                pipe = r.pipeline(transaction=True)
+                pipe.srem(f"cw:p:{user}", node)
+                pipe.scard(f"cw:p:{user}")
+                _, left = await pipe.execute()
+                if left == 0:
+                    lost.append(user)
+            await r.delete(f"cw:users:{node}")
+            await r.srem("cw:nodes", node)
+            log.warning("presence: node %s is gone; %d users offline", node, len(lost))
+            if lost and self._on_lost is not None:
+                await self._on_lost(lost)
+
+    async def arrive(self, user: str) -> bool:
+        pipe = self._broker.client.pipeline(transaction=True)
+        pipe.sadd(f"cw:p:{user}", self.node)
+        pipe.scard(f"cw:p:{user}")
+        pipe.sadd(f"cw:users:{self.node}", user)
+        added, count, _ = await pipe.execute()
+        return bool(added) and count == 1
+
+    async def leave(self, user: str) -> bool:
+        pipe = self._broker.client.pipeline(transaction=True)
+        pipe.srem(f"cw:p:{user}", self.node)
+        pipe.scard(f"cw:p:{user}")
+        pipe.srem(f"cw:users:{self.node}", user)
+        _, count, _ = await pipe.execute()
+        return int(count) == 0
+
+    async def online(self, users: Iterable[str]) -> set[str]:
+        wanted = list(users)
+        if not wanted:
+            return set()
+        pipe = self._broker.client.pipeline(transaction=False)
+        for user in wanted:
+            pipe.scard(f"cw:p:{user}")
+        counts = await pipe.execute()
+        return {user for user, count in zip(wanted, counts, strict=True) if count}
+
+    async def close(self) -> None:
+        """Leave cleanly: this node's users are no longer online here."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        try:
+            r = self._broker.client
+            users = await r.smembers(f"cw:users:{self.node}")
+            pipe = r.pipeline(transaction=False)
+            for raw in users:
+                pipe.srem(f"cw:p:{raw.decode() if isinstance(raw, bytes) else raw}", self.node)
+            pipe.delete(f"cw:users:{self.node}", f"cw:alive:{self.node}")
+            pipe.srem("cw:nodes", self.node)
+            await pipe.execute()
+        except (RedisError, OSError, BrokerUnavailable):
+            pass
