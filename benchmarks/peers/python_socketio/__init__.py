@@ -1,0 +1,1 @@
+"""The python-socketio peer: ``python -m benchmarks.peers.python_socketio.server``."""
