@@ -51,11 +51,13 @@ class ClipwireServer:
         self.store: Store = store or make_store(self.config)
         verifier = TokenVerifier.from_settings(config.jwt_algorithm, config.secret,
                                                config.jwt_public_key_file, config.jwt_leeway_s)
+        presence = None
         if broker is None and self.config.redis_url:
-            from .broker.redis import RedisBroker
+            from .broker.redis import RedisBroker, RedisPresence
 
             broker = RedisBroker(self.config.redis_url)
-        self.hub = Hub(self.config, self.store, verifier, policy, broker=broker)
+            presence = RedisPresence(broker, ttl_s=self.config.presence_ttl_s)
+        self.hub = Hub(self.config, self.store, verifier, policy, broker=broker, presence=presence)
         self._reuse_port = reuse_port
         self._server: Server | None = None
         self.port = config.port
@@ -81,6 +83,7 @@ class ClipwireServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        await self.hub.disconnect()
         await self.store.close()
 
     async def serve_forever(self) -> None:

@@ -12,7 +12,8 @@ origin, so a node never delivers its own event twice.
 Envelope: 4-byte length, orjson header ``{n: node, u: users, c: conv, s: seq,
 k: kind}``, then the already-encoded frame. Kinds: ``d`` deliver, ``m`` a
 conversation's membership changed (drop it from the cache, resubscribe), ``s``
-a user's friends or blocks changed (drop the cached record).
+a user's friends or blocks changed (drop the cached record), ``p`` a presence
+change for the connections watching a user (channel ``p:<user>``).
 """
 
 from __future__ import annotations
@@ -104,14 +105,16 @@ class Cluster:
         targets = list(users)
         if not targets:
             return
-        if conv is not None and not self._is_fresh(conv):
-            header: dict[str, Any] = {"n": self.node, "k": "d", "u": targets, "c": conv}
+        header: dict[str, Any] = {"n": self.node, "k": "d", "u": targets}
+        if conv is not None:
+            header["c"] = conv
             if seq is not None:
-                header["s"] = seq
-            self.broker.publish(f"c:{conv}", _pack(header, data))
-            return
+                header["s"] = seq  # keeps the receivers' last_seq current
+            if not self._is_fresh(conv):
+                self.broker.publish(f"c:{conv}", _pack(header, data))
+                return
         for user in targets:
-            self.broker.publish(f"u:{user}", _pack({"n": self.node, "k": "d", "u": [user]}, data))
+            self.broker.publish(f"u:{user}", _pack({**header, "u": [user]}, data))
 
     def _is_fresh(self, conv: str) -> bool:
         expiry = self._fresh.get(conv)
@@ -129,6 +132,14 @@ class Cluster:
         if len(self._fresh) > 10_000:
             self._fresh = {c: t for c, t in self._fresh.items() if t > now}
         self._fresh[conv] = now + FRESH_S
+
+    async def watch_presence(self, watcher: str, users: Iterable[str]) -> None:
+        """``watcher`` (connected here) follows the presence of ``users`` on any node."""
+        await self._follow(watcher, [f"p:{user}" for user in users])
+
+    def forward_presence(self, user: str, data: bytes, skip: Iterable[str]) -> None:
+        header = {"n": self.node, "k": "p", "u": [user], "x": sorted(skip)}
+        self.broker.publish(f"p:{user}", _pack(header, data))
 
     def membership_changed(self, conv: str, users: Iterable[str]) -> None:
         """Tell nodes holding ``conv`` (and those of ``users``, maybe new to it) to reload it."""
@@ -159,6 +170,8 @@ class Cluster:
             self._mark_fresh(header["c"])
             self.hub.convs.forget(header["c"])
             self.hub.spawn(self.follow_conv(header["c"]))
+        elif kind == "p":
+            self.hub.social.to_watchers(header["u"][0], data, set(header["x"]))
         elif kind == "s":
             for user in header["u"]:
                 self.hub.social.graph.forget(user)

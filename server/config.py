@@ -41,6 +41,9 @@ class HubConfig:
         None, "Redis URL joining this hub to others (pub/sub, presence), e.g. redis://host:6379/0",
         secret=True,
     )
+    presence_ttl_s: float = _setting(
+        15.0, "with Redis: heartbeat lifetime; a dead node's users go offline within 4/3 of it"
+    )
     migrate_on_start: bool = _setting(
         False, "bring the PostgreSQL schema up to date at start (else run `clipwire migrate`)"
     )

@@ -36,6 +36,7 @@ from .conversations import NO_ACCESS, ConversationCache, dm_id, summary
 from .groups import Groups
 from .live import LiveSignals
 from .policy import DmPolicy, OpenDmPolicy, PolicyFunction, as_policy
+from .presence import LocalPresence, PresenceRegistry
 from .receipts import Receipts
 from .session import Connection, Session
 from .social import FriendsDmPolicy, Social
@@ -78,7 +79,8 @@ class _Ticket:
 class Hub:
     def __init__(self, config: HubConfig, store: Store, verifier: TokenVerifier,
                  policy: DmPolicy | PolicyFunction | None = None,
-                 clock: Callable[[], float] = time.time, broker: Broker | None = None) -> None:
+                 clock: Callable[[], float] = time.time, broker: Broker | None = None,
+                 presence: PresenceRegistry | None = None) -> None:
         self.config = config
         self.cluster = Cluster(self, broker) if broker is not None else None
         self._background: set[asyncio.Task[None]] = set()
@@ -87,6 +89,7 @@ class Hub:
         self.verifier = verifier
         self.clock = clock
         self.sessions: dict[str, set[Session]] = {}
+        self.presence: PresenceRegistry = presence or LocalPresence(self.sessions)
         self.social = Social(self)
         self.live = LiveSignals(self)
         self.policy: DmPolicy = as_policy(policy) if policy is not None else (
@@ -113,6 +116,7 @@ class Hub:
     async def start(self) -> None:
         if self.cluster is not None:
             await self.cluster.start()
+        await self.presence.start(self.cluster.node if self.cluster else "local", self.social.lost)
         self.writer.start()
 
     async def close(self) -> None:
@@ -127,6 +131,10 @@ class Hub:
             for session in list(sessions):
                 session.close(CloseCode.GOING_AWAY, "hub shutting down")
         await self.writer.close()
+
+    async def disconnect(self) -> None:
+        """Leave the other nodes: after every connection has ended (so departures were told)."""
+        await self.presence.close()
         if self.cluster is not None:
             await self.cluster.close()
 

@@ -96,17 +96,19 @@ class Social:
         return {
             "requests": [{"user": u, "direction": "in"} for u in sorted(record.requests_in)]
             + [{"user": u, "direction": "out"} for u in sorted(record.requests_out)],
-            "friends": [self._state(u, seen.get(u)) for u in sorted(record.friends)],
+            "friends": await self._states(sorted(record.friends), seen),
         }
 
-    def _state(self, user: str, last_seen: int | None) -> dict[str, Any]:
-        return {"user": user, "online": user in self.hub.sessions, "last_seen": last_seen}
+    async def _states(self, users: list[str], seen: dict[str, int]) -> list[dict[str, Any]]:
+        online = await self.hub.presence.online(users)
+        return [{"user": u, "online": u in online, "last_seen": seen.get(u)} for u in users]
 
     async def came_online(self, session: Session) -> None:
         """Tell friends and watchers when a user's first device connects."""
         if session.user not in self._online and session.user in self.hub.sessions:
             self._online.add(session.user)
-            await self._announce(session.user, online=True, last_seen=None)
+            if await self.hub.presence.arrive(session.user):  # first device on any node
+                await self._announce(session.user, online=True, last_seen=None)
 
     async def went_offline(self, session: Session) -> None:
         """Forget what ``session`` watched; announce the user's last device leaving."""
@@ -118,6 +120,8 @@ class Social:
                     del self._watchers[watched]
         if session.user not in self.hub.sessions and session.user in self._online:
             self._online.discard(session.user)
+            if not await self.hub.presence.leave(session.user):
+                return  # still connected to another node
             now = self.hub.now_ms()
             await self.hub.store.set_last_seen({session.user: now})
             if session.user in self._online:
@@ -130,9 +134,25 @@ class Social:
         audience = [u for u in record.friends if u not in hidden]
         data = encode({"t": "presence", "user": user, "online": online, "last_seen": last_seen})
         self.hub.deliver(audience, data)
+        skip = hidden | record.friends  # friends had it already
+        self.to_watchers(user, data, skip)
+        if self.hub.cluster is not None:
+            self.hub.cluster.forward_presence(user, data, skip)
+
+    def to_watchers(self, user: str, data: bytes, skip: Any) -> None:
+        """Push a presence event to this node's connections watching ``user``."""
         for watcher in self._watchers.get(user, ()):
-            if watcher.user not in hidden and watcher.user not in record.friends:
+            if watcher.user not in skip:
                 watcher.push(data)
+
+    async def lost(self, users: list[str]) -> None:
+        """Users whose node died without saying goodbye: offline, last seen now."""
+        now = self.hub.now_ms()
+        await self.hub.store.set_last_seen(dict.fromkeys(users, now))
+        for user in users:
+            await self._announce(user, online=False, last_seen=now)
+            if user not in self.hub.sessions:
+                self.graph.forget(user)
 
     async def all_offline(self) -> None:
         """On shutdown: everyone connected was last seen now."""
@@ -145,15 +165,18 @@ class Social:
         if len(watched | set(req.users)) > MAX_WATCHED:
             raise RequestError.bad(f"a connection watches at most {MAX_WATCHED} users")
         visible = [u for u in req.users if await self._may_see(session.user, u, record)]
-        seen = await self.hub.store.last_seen(visible)
+        states = {s["user"]: s for s in await self._states(
+            visible, await self.hub.store.last_seen(visible))}
         result = []
         for user in req.users:
-            if user in visible:
+            if user in states:
                 watched.add(user)
                 self._watchers.setdefault(user, set()).add(session)
-                result.append(self._state(user, seen.get(user)))
+                result.append(states[user])
             else:  # strangers and blocks look offline and never seen: nothing leaks
                 result.append({"user": user, "online": False, "last_seen": None})
+        if self.hub.cluster is not None:
+            await self.hub.cluster.watch_presence(session.user, list(states))
         session.reply({"t": "ok", "id": req.id, "users": result})
 
     async def _may_see(self, viewer: str, user: str, record: SocialRecord) -> bool:
@@ -228,8 +251,9 @@ class Social:
         session.reply({"t": "ok", "id": request_id})
         # New friends see each other's presence from now on.
         seen = await self.hub.store.last_seen([me, other])
-        self.hub.deliver((other,), encode({"t": "presence", **self._state(me, seen.get(me))}))
-        self.hub.deliver((me,), encode({"t": "presence", **self._state(other, seen.get(other))}))
+        mine_state, their_state = await self._states([me, other], seen)
+        self.hub.deliver((other,), encode({"t": "presence", **mine_state}))
+        self.hub.deliver((me,), encode({"t": "presence", **their_state}))
 
     async def _friend_remove(self, session: Session, req: f.FriendRemove) -> None:
         me, other = session.user, req.user
