@@ -1,22 +1,25 @@
 """The WebSocket transport, on the ``websockets`` asyncio API.
 
-Each connection gets one writer task that drains a byte-bounded queue, so the
-hub can ``send`` without waiting; a client whose queue overflows is closed with
-4009 rather than allowed to grow the hub's memory or stall a fan-out.
+Outgoing frames are written straight to the socket: the frame goes through the
+connection's sans-I/O protocol and its bytes into the transport's buffer, with
+no task, queue or await per frame (phoenix: "encoded once and written directly
+to sockets"). The transport's buffer is the bound: a client that lets it grow
+past ``send_buffer_bytes`` is closed with 4009 rather than allowed to grow the
+hub's memory or stall a fan-out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidState
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from clipwire.protocol import SUBPROTOCOL, CloseCode
@@ -32,15 +35,11 @@ HEALTH_PATH = "/healthz"
 class WebSocketConnection:
     """A ``websockets`` connection adapted to the hub's ``Connection`` interface."""
 
-    def __init__(self, ws: ServerConnection, max_queued_bytes: int) -> None:
+    def __init__(self, ws: ServerConnection, max_buffered_bytes: int) -> None:
         self._ws = ws
-        self._max_queued_bytes = max_queued_bytes
-        self._queue: deque[bytes] = deque()
-        self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
+        self._max_buffered_bytes = max_buffered_bytes
         self._close: tuple[int, str] | None = None
         self._closer: asyncio.Task[None] | None = None
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     @property
     def remote(self) -> str:
@@ -48,27 +47,22 @@ class WebSocketConnection:
         return f"{address[0]}:{address[1]}" if address else "?"
 
     def send(self, data: bytes) -> None:
-        if self._close is not None:
+        ws = self._ws
+        if self._close is not None or ws.protocol.state is not State.OPEN:
             return
-        self._queued_bytes += len(data)
-        if self._queued_bytes > self._max_queued_bytes:
-            self._drop(CloseCode.SLOW_CONSUMER, "slow consumer: send buffer full, resume later")
+        if ws.transport.get_write_buffer_size() > self._max_buffered_bytes:
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send buffer full, resume later")
             return
-        self._queue.append(data)
-        self._wakeup.set()
+        try:
+            ws.protocol.send_binary(data)
+        except InvalidState:  # closing meanwhile
+            return
+        ws.send_data()
 
     def close(self, code: int, reason: str) -> None:
         if self._close is None:
             self._close = (code, reason)
-            self._wakeup.set()
-
-    def _drop(self, code: int, reason: str) -> None:
-        """Close a client that does not read: its writer may be stuck, so stop it first."""
-        self._close = (code, reason)
-        self._queue.clear()
-        self._queued_bytes = 0
-        self._writer.cancel()
-        self._closer = asyncio.get_running_loop().create_task(self._ws.close(code, reason))
+            self._closer = asyncio.get_running_loop().create_task(self._ws.close(code, reason))
 
     async def __aiter__(self) -> AsyncIterator[bytes | str]:
         try:
@@ -78,33 +72,10 @@ class WebSocketConnection:
             return
 
     async def finish(self) -> None:
-        """Flush what is queued, close (1000 unless a code was chosen), and wait."""
+        """Close (1000 unless a code was chosen) and wait for the close to complete."""
         self.close(CloseCode.NORMAL, "")
-        await asyncio.wait([self._writer])
         if self._closer is not None:
             await self._closer
-
-    async def _write_loop(self) -> None:
-        ws, queue = self._ws, self._queue
-        try:
-            while True:
-                while queue:
-                    data = queue.popleft()
-                    self._queued_bytes -= len(data)
-                    await ws.send(data)
-                if self._close is not None:
-                    break
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            code, reason = self._close
-            await ws.close(code, reason)
-        except ConnectionClosed:
-            pass
-        finally:
-            queue.clear()
-            self._queued_bytes = 0
-            if self._close is None:
-                self._close = (CloseCode.NORMAL, "")
 
 
 def _route(connection: ServerConnection, request: Request) -> Response | None:
