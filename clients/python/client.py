@@ -53,16 +53,24 @@ from .errors import (
     TooLarge,
     Unauthorized,
 )
+from .friends import Friends
 from .models import (
     ClientEvent,
     Conversation,
     ConversationChanged,
     Disconnected,
     Event,
+    FriendEvent,
+    FriendRequest,
     Message,
+    Presence,
+    ReadReceipt,
     Reconnected,
     ShareResult,
+    Unsent,
+    WatchState,
     card_from_wire,
+    event_from_wire,
 )
 
 __all__ = ["RECONNECT_CODES", "REPEATABLE", "Client", "TokenProvider", "connect", "new_cmid"]
@@ -77,10 +85,11 @@ RECONNECT_CODES: Final = frozenset({
     CloseCode.RATE_LIMITED, CloseCode.SLOW_CONSUMER, CloseCode.DRAINING,
 })
 #: Request types sent again after a reconnect if the first answer was lost: ``send``
-#: and ``share`` are deduplicated by ``cmid``; the rest read, or set a state.
+#: and ``share`` are deduplicated by ``cmid``; the rest read, or set a state (the hub
+#: answers a repeat of ``unsend`` or a ``friend.*`` request that already took effect with ok).
 REPEATABLE: Final = frozenset({
-    "send", "share", "history", "ping", "presence", "read", "react", "group.add", "group.remove",
-    "block", "unblock", "watch",
+    "send", "share", "history", "ping", "presence", "read", "react", "unsend", "group.add",
+    "group.remove", "friend.request", "friend.accept", "friend.remove", "block", "unblock", "watch",
 })
 _PAUSE_AFTER: Final = {int(CloseCode.RATE_LIMITED): 5.0}
 _AT_ONCE: Final = frozenset({int(CloseCode.DRAINING), int(CloseCode.UNAUTHORIZED)})
@@ -112,15 +121,22 @@ class Client:
     """A Clipwire session. Create it with :func:`connect`.
 
     After the hello, ``user``, ``session``, ``server_time``, ``limits``,
-    ``conversations`` (conv id to :class:`Conversation`, kept up to date),
-    ``friend_requests`` and the raw ``welcome`` are available.
+    ``conversations`` (conv id to :class:`Conversation`, with read marker and
+    watch-together state), ``friends`` (user to :class:`Presence`),
+    ``friend_requests`` (pending :class:`FriendRequest`, both directions) and the
+    raw ``welcome`` are available; the client keeps them up to date from events.
 
     ``async for event in client`` yields :class:`Message` (each ``(conv, seq)``
     once, in seq order per conversation; not the messages this client sent, which
-    its send calls return), :class:`ConversationChanged`, :class:`Disconnected`,
-    :class:`Reconnected` and :class:`Event` for anything else. Iteration ends after
-    :meth:`aclose`, and raises :class:`ClientClosed` when the hub ended the session
-    for good (e.g. 4001 without a ``token_provider``, or ``reconnect=False``).
+    its send calls return; tombstones and hidden stubs included, so seqs have no
+    holes), :class:`ConversationChanged`, :class:`Presence`, :class:`Typing`,
+    :class:`ReadReceipt`, :class:`Reaction`, :class:`Unsent`, :class:`WatchState`,
+    :class:`FriendEvent`, :class:`Disconnected`, :class:`Reconnected`, and
+    :class:`Event` for event types it does not know. After a reconnect, friend,
+    presence and watch changes the new welcome reveals follow :class:`Reconnected`
+    as events too. Iteration ends after :meth:`aclose`, and raises
+    :class:`ClientClosed` when the hub ended the session for good (e.g. 4001
+    without a ``token_provider``, or ``reconnect=False``).
     """
 
     def __init__(
@@ -164,7 +180,7 @@ class Client:
         self.server_time = 0
         self.limits: dict[str, int] = {}
         self.conversations: dict[str, Conversation] = {}
-        self.friend_requests: list[dict[str, Any]] = []
+        self._friends = Friends()
         self.welcome: dict[str, Any] = {}
         self.subprotocol: str | None = None
 
@@ -255,6 +271,16 @@ class Client:
                 finally:
                     for waiter in waiters:
                         waiter.cancel()
+
+    @property
+    def friends(self) -> dict[str, Presence]:
+        """Your friends and whether they are online, kept current from events."""
+        return self._friends.friends
+
+    @property
+    def friend_requests(self) -> list[FriendRequest]:
+        """Pending friend requests: ``direction`` ``"in"`` from them, ``"out"`` from you."""
+        return self._friends.requests
 
     @property
     def resume_state(self) -> dict[str, int]:
@@ -411,6 +437,80 @@ class Client:
         if ws is not None and self._online.is_set():
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(encode({"t": "typing", "conv": conv}))
+
+    # -- social layer -------------------------------------------------------
+
+    async def read(self, conv: str, seq: int, *, timeout: float | None = None) -> int:
+        """Mark ``conv`` read up to ``seq``; returns the stored marker (it never moves back)."""
+        def marked(result: dict[str, Any]) -> None:
+            marker = result.get("read_seq")
+            if isinstance(marker, int):
+                self._set_read(conv, marker)
+
+        result = await self._call("read", {"conv": conv, "seq": seq}, timeout=timeout, on_ok=marked)
+        return int(result.get("read_seq", seq))
+
+    async def react(self, conv: str, seq: int, emoji: str, on: bool = True, at_ms: int | None = None,
+                    *, timeout: float | None = None) -> None:
+        """React to message ``seq`` with ``emoji`` (``on=False`` takes it back).
+
+        ``at_ms`` pins the reaction to a moment of a video share. One reaction per
+        emoji and user: reacting again with another ``at_ms`` moves it.
+        """
+        await self._call("react", {"conv": conv, "seq": seq, "emoji": emoji, "on": on,
+                                   "at_ms": at_ms if on else None}, timeout=timeout)
+
+    async def reply_to(self, conv: str, seq: int, text: str, at_ms: int | None = None, *,
+                       cmid: str | None = None, timeout: float | None = None) -> Message:
+        """Reply to message ``seq`` of ``conv``; ``at_ms``: to that moment of its video."""
+        return await self.send_text(text, conv=conv, reply=Reply(seq, at_ms), cmid=cmid,
+                                    timeout=timeout)
+
+    async def unsend(self, conv: str, seq: int, *, timeout: float | None = None) -> None:
+        """Take back your own message ``seq``: the hub keeps a tombstone, other members
+        get an :class:`Unsent` event."""
+        await self._call("unsend", {"conv": conv, "seq": seq}, timeout=timeout)
+
+    async def friend_request(self, user: str, *, timeout: float | None = None) -> None:
+        """Ask ``user`` to be friends (accepts instead, if they asked you first)."""
+        await self._call("friend.request", {"user": user}, timeout=timeout)
+
+    async def accept_friend(self, user: str, *, timeout: float | None = None) -> None:
+        """Accept ``user``'s pending request (:class:`NotFound` if there is none)."""
+        await self._call("friend.accept", {"user": user}, timeout=timeout)
+
+    async def remove_friend(self, user: str, *, timeout: float | None = None) -> None:
+        """End a friendship, or withdraw or decline a pending request, with ``user``."""
+        await self._call("friend.remove", {"user": user}, timeout=timeout)
+
+    async def block(self, user: str, *, timeout: float | None = None) -> None:
+        """Block ``user``: no DMs, presence or typing either way; their group messages
+        reach you as hidden stubs. Ends a friendship or pending request."""
+        await self._call("block", {"user": user}, timeout=timeout)
+
+    async def unblock(self, user: str, *, timeout: float | None = None) -> None:
+        """Lift your block on ``user`` (a friendship it ended stays ended)."""
+        await self._call("unblock", {"user": user}, timeout=timeout)
+
+    async def presence(self, users: Iterable[str], *, timeout: float | None = None) -> list[Presence]:
+        """The presence of ``users``, who this connection then watches (:class:`Presence` events).
+
+        Users you may not see (strangers, blocks) are answered offline, never seen.
+        Watching ends with the connection: ask again after a :class:`Reconnected`.
+        """
+        result = await self._call("presence", {"users": list(users)}, timeout=timeout)
+        states = [Presence.from_wire(u) for u in result.get("users") or () if isinstance(u, dict)]
+        self._friends.seen(states)
+        return states
+
+    async def watch(self, conv: str, video_id: str, pos_ms: int, playing: bool, *,
+                    timeout: float | None = None) -> WatchState:
+        """Set ``conv``'s watch-together state (last writer wins); returns it as stored."""
+        result = await self._call("watch", {"conv": conv, "video_id": video_id, "pos_ms": pos_ms,
+                                            "playing": playing}, timeout=timeout)
+        state = WatchState(conv, self.user, video_id, pos_ms, playing, int(result.get("ts", 0)))
+        self._set_watch(state)
+        return state
 
     async def refresh(self, token: str, *, timeout: float | None = None) -> int:
         """Swap in a new token before the current one expires; returns its expiry (ms).
@@ -597,9 +697,9 @@ class Client:
         self.limits = ({k: v for k, v in limits.items() if isinstance(v, int)}
                        if isinstance(limits, dict) else {})
         self._delivery.page = max(1, min(self._delivery.page, self.limits.get("max_history_limit", 100)))
-        requests = frame.get("requests")
-        self.friend_requests = ([r for r in requests if isinstance(r, dict)]
-                                if isinstance(requests, list) else [])
+        changed = self._friends.load(frame)
+        if not initial:
+            self._after_welcome.extend(changed)
         listed: dict[str, Conversation] = {}
         for item in frame.get("convs") or ():
             if isinstance(item, dict) and isinstance(item.get("conv"), str):
@@ -617,12 +717,41 @@ class Client:
                 start = max(0, conv.last_seq - self._backfill)
                 delivery.track(conv_id, start, conv.last_seq, urgent=True)
                 self._after_welcome.append(ConversationChanged(conv))
+            old_watch = (self.conversations[conv_id].watch
+                         if not initial and conv_id in self.conversations else None)
+            if (not initial and conv.watch is not None
+                    and (old_watch is None or conv.watch.ts > old_watch.ts)):
+                self._after_welcome.append(conv.watch)
         if not initial:
             for conv_id, old in self.conversations.items():
                 if conv_id not in listed:
                     delivery.forget(conv_id)
                     self._after_welcome.append(ConversationChanged(old, removed=True))
         self.conversations = listed
+
+    def _on_social(self, event: ClientEvent) -> ClientEvent:
+        """Keep the client's state in step with a social event; return what to emit."""
+        if isinstance(event, FriendEvent | Presence):
+            return self._friends.apply(event)
+        if isinstance(event, ReadReceipt) and event.user == self.user:
+            self._set_read(event.conv, event.seq)
+        elif isinstance(event, WatchState):
+            self._set_watch(event)
+        elif isinstance(event, Unsent):
+            self._delivery.on_unsent(event.conv, event.seq)
+        return event
+
+    def _set_read(self, conv_id: str, marker: int) -> None:
+        conv = self.conversations.get(conv_id)
+        if conv is None or marker <= conv.read_seq:
+            return
+        unread = 0 if marker >= conv.last_seq else min(conv.unread, conv.last_seq - marker)
+        self.conversations[conv_id] = replace(conv, read_seq=marker, unread=unread)
+
+    def _set_watch(self, state: WatchState) -> None:
+        conv = self.conversations.get(state.conv)
+        if conv is not None and (conv.watch is None or state.ts >= conv.watch.ts):
+            self.conversations[state.conv] = replace(conv, watch=state)
 
     async def _run(self, ws: ClientConnection) -> None:
         """Read, and reconnect when the connection ends, until closed for good."""
@@ -773,7 +902,11 @@ class Client:
         elif t == "conv":
             self._on_conv(frame)
         else:
-            self._delivery.emit(Event(t, {k: v for k, v in frame.items() if k != "t"}))
+            typed = event_from_wire(t, frame)
+            if typed is None:
+                self._delivery.emit(Event(t, {k: v for k, v in frame.items() if k != "t"}))
+            else:
+                self._delivery.emit(self._on_social(typed))
 
     def _answer(self, frame: dict[str, Any]) -> None:
         rid = frame.get("id")

@@ -13,7 +13,9 @@ wakes a per-conversation worker. The application's queue is bounded; when it is
 full a worker waits, the buffer fills, and further messages are dropped and
 fetched again later (the hub keeps them), so memory stays bounded however slowly
 the application reads. Other events are dropped (and counted) when the queue is
-full, since the client keeps the state they describe itself.
+full, since the client keeps the state they describe itself. Tombstones (``unsent``)
+and hidden stubs are messages like any other here, so the seqs stay gap-free; an
+``unsent`` event turns a message still waiting in the buffer into its tombstone.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from .errors import ClientClosed, ConnectionLost, Forbidden, NotFound, RequestFailed
@@ -140,6 +142,14 @@ class Delivery:
             return
         st.buffer[seq] = None
         self._kick(st, conv)
+
+    def on_unsent(self, conv: str, seq: int) -> None:
+        """Message ``seq`` was taken back: if it still waits here, it goes out as a tombstone."""
+        st = self._convs.get(conv)
+        msg = st.buffer.get(seq) if st is not None else None
+        if st is not None and msg is not None:
+            st.buffer[seq] = replace(msg, text=None, video=None, reply=None, unsent=True,
+                                     reactions=())
 
     def on_gap(self, conv: str, from_seq: int, to_seq: int) -> None:
         st = self._convs.get(conv)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from sdkhelp import SdkFactory, messages, next_event
+from sdkhelp import HubFactory, SdkFactory, messages, next_event
 from wire import SECRET
 
 from clipwire.client import ConversationChanged, Message, VideoCard
@@ -99,3 +99,68 @@ def test_video_ids_come_from_the_url() -> None:
     assert video_id_for("https://videos.example/watch?v=abc123") == "abc123"
     assert video_id_for("https://videos.example/v/cat42") == "cat42"
     assert len(video_id_for("https://videos.example/")) == 16
+
+
+async def say(proc: asyncio.subprocess.Process, line: str) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(f"{line}\n".encode())
+    await proc.stdin.drain()
+
+
+async def quit_chat(proc: asyncio.subprocess.Process) -> str:
+    out, err = await asyncio.wait_for(proc.communicate(b"/quit\n"), TIMEOUT_S)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_chat_befriends_reacts_and_replies(hub_factory: HubFactory) -> None:
+    hub = await hub_factory(dm_policy="friends")
+    alice, bob = await start_chat(hub.url, "alice"), await start_chat(hub.url, "bob")
+    seen_a: list[str] = []
+    seen_b: list[str] = []
+    await read_until(alice, "no friends yet", seen_a)
+    await read_until(bob, "no friends yet", seen_b)
+
+    await say(alice, "/to bob hi")  # not friends yet: the default policy refuses
+    await read_until(alice, "!!! /to:", seen_a)
+    assert "forbidden" in seen_a[-1]
+    await say(alice, "/friend bob")
+    await read_until(alice, "*** you asked bob to be friends", seen_a)
+    await read_until(bob, "*** alice sent you a friend request — /accept alice", seen_b)
+    await say(bob, "/accept alice")
+    await read_until(bob, "*** you and alice are friends now", seen_b)
+    await read_until(alice, "*** you and bob are friends now", seen_a)
+    await read_until(alice, "*** bob is online", seen_a)
+
+    await say(alice, "/share bob https://videos.example/v/cat42 Funny cat")
+    await read_until(bob, "[dm alice] alice shared a video: Funny cat", seen_b)
+    await say(bob, "/react alice 1 🔥 0:12")
+    await read_until(bob, "[dm alice] you reacted 🔥 to #1 at 0:12", seen_b)
+    await read_until(alice, "[dm bob] bob reacted 🔥 to #1 at 0:12", seen_a)
+    await say(bob, "/reply alice 1 0:30 that jump!")
+    await read_until(alice, "[dm bob] bob: (re #1 at 0:30) that jump!", seen_a)
+    await say(bob, "/read alice")
+    await read_until(alice, "[dm bob] bob read up to #2", seen_a)
+
+    await say(alice, "/friends")
+    await read_until(alice, "friends: bob (online)", seen_a)
+    await say(alice, "/history bob")
+    await read_until(alice, "  #2 ", seen_a)
+    assert any(line.startswith("  #1 ") and line.endswith("[🔥 1 at 0:12]") for line in seen_a)
+    await say(alice, "/unsend bob 1")
+    await read_until(bob, "[dm alice] message #1 was unsent", seen_b)
+    await quit_chat(bob)
+    out = await quit_chat(alice)
+    assert "*** [dm bob] you unsent #1" in out
+
+
+async def test_chat_welcome_shows_friends_and_requests(hub_factory: HubFactory, sdk: SdkFactory) -> None:
+    hub = await hub_factory(dm_policy="friends")
+    alice, bob, carol = [await sdk(hub.url, user) for user in ("alice", "bob", "carol")]
+    await alice.friend_request("bob")
+    await bob.accept_friend("alice")
+    await carol.friend_request("alice")
+    proc = await start_chat(hub.url, "alice")
+    out = await quit_chat(proc)
+    assert "friends: bob (online)" in out
+    assert "friend request from carol — /accept carol" in out
