@@ -327,7 +327,10 @@ def _uint(value: Any, name: str) -> int:
 
 def _url(value: Any, name: str, limits: Limits) -> str:
     url = _text(value, name, limits.max_url_chars)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1", "http://[zz]/", a netloc that NFKC turns into "a/c"
+        raise RequestError.bad(f"'{name}' must be an http or https URL") from None
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise RequestError.bad(f"'{name}' must be an http or https URL")
     return url
@@ -495,6 +498,11 @@ _PARSERS: dict[str, Callable[[_Fields], Request]] = {
     "typing": lambda f: Typing(f.ident("conv")),
     "hello": lambda f: parse_hello(f.frame, f.limits),
 }
+
+
+def known_types() -> frozenset[str]:
+    """Every request and signal type of the protocol."""
+    return frozenset(_PARSERS)
 
 
 def parse_request(frame: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> Request:

@@ -58,6 +58,8 @@ class ClipwireServer:
             broker = RedisBroker(self.config.redis_url)
             presence = RedisPresence(broker, ttl_s=self.config.presence_ttl_s)
         self.hub = Hub(self.config, self.store, verifier, policy, broker=broker, presence=presence)
+        if presence is not None:
+            broker.observe_publish = self.hub.metrics.publish.observe  # type: ignore[union-attr]
         self._reuse_port = reuse_port
         self._server: Server | None = None
         self.port = config.port
@@ -75,11 +77,14 @@ class ClipwireServer:
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         log.info("serving %s (store %s)", self.url, self.config.db)
 
-    async def close(self) -> None:
-        """Stop listening, disconnect clients, write what is queued, close the store."""
+    async def close(self, *, drain: bool = False) -> None:
+        """Stop listening, disconnect clients, write what is queued, close the store.
+
+        ``drain`` is the SIGTERM path: clients are closed with 4010 (reconnect now).
+        """
         if self._server is not None:
             self._server.close(close_connections=False)
-        await self.hub.close()
+        await self.hub.close(drain=drain)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from dataclasses import fields
 from typing import Any
 
+from . import logs
 from .auth import secret_beside, sign_token
 from .config import ENV_PREFIX, ConfigError, HubConfig
 
@@ -18,6 +18,9 @@ DESCRIPTION = "Clipwire: a real-time messaging hub for in-app chat and video sha
 
 def _add_settings(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     """One flag per :class:`HubConfig` field; the help names its environment variable."""
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML file of settings (keys as below, e.g. max_frame_bytes = 65536); "
+                        "environment variables and flags override it [env CLIPWIRE_CONFIG]")
     for f in fields(HubConfig):
         if only is not None and f.name not in only:
             continue
@@ -38,7 +41,7 @@ def _add_settings(parser: argparse.ArgumentParser, only: tuple[str, ...] | None 
 
 def _config(args: argparse.Namespace) -> HubConfig:
     overrides = {f.name: getattr(args, f.name, None) for f in fields(HubConfig)}
-    return HubConfig.from_env(**overrides)
+    return HubConfig.from_env(config_file=getattr(args, "config", None), **overrides)
 
 
 def _secret(config: HubConfig) -> str:
@@ -54,8 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
         from .workers import supervise
 
         return supervise(config, sys.argv[2:] if args.argv is None else args.argv)
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(config.log_level, config.log_format)
     from .app import ClipwireServer
 
     async def run() -> None:
@@ -68,8 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        print("shutting down", flush=True)
-        await server.close()
+        print("draining: clients are asked to reconnect elsewhere", flush=True)
+        await server.close(drain=True)
 
     _run(run())
     return 0

@@ -9,6 +9,7 @@ offending setting when a value cannot work.
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -76,6 +77,7 @@ class HubConfig:
     watch_ttl_s: float = _setting(600.0, "seconds a watch-together state lives without an update")
     sqlite_synchronous: str = _setting("FULL", "SQLite synchronous mode: FULL or NORMAL")
     log_level: str = _setting("INFO", "logging level: DEBUG, INFO, WARNING or ERROR")
+    log_format: str = _setting("text", "log lines as text, or json (one object per line)")
 
     @property
     def limits(self) -> Limits:
@@ -110,6 +112,10 @@ class HubConfig:
             raise ConfigError(f"{_env('secret')} is required for HS256 tokens")
         if self.jwt_algorithm != "HS256" and not self.jwt_public_key_file:
             raise ConfigError(f"{_env('jwt_public_key_file')} is required for {self.jwt_algorithm}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"{_env('log_format')} must be text or json")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"{_env('log_level')} must be DEBUG, INFO, WARNING or ERROR")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError(f"{_env('sqlite_synchronous')} must be FULL, NORMAL or EXTRA")
         return self
@@ -118,16 +124,48 @@ class HubConfig:
         return replace(self, **values)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> HubConfig:
-        """Defaults, then ``CLIPWIRE_*`` variables, then ``overrides`` (e.g. flags)."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, config_file: str | None = None,
+                 **overrides: Any) -> HubConfig:
+        """Defaults, then the TOML file, then ``CLIPWIRE_*`` variables, then ``overrides`` (flags).
+
+        The file is ``config_file``, else ``CLIPWIRE_CONFIG`` if set.
+        """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+        if path:
+            values.update(read_toml(path))
         for f in fields(cls):
             raw = environ.get(_env(f.name))
             if raw is not None:
                 values[f.name] = _parse(f.name, f.default, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """Settings from a TOML file: top-level keys named as in the table (``max_frame_bytes``)."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the config file {path} is not valid TOML: {exc}") from None
+    known = {f.name: f for f in fields(HubConfig)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"{path}: unknown setting {key!r} (see `clipwire serve --help`)")
+        default = known[name].default
+        expected = type(default) if default is not None else str
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"{path}: {key} must be a {expected.__name__}, not {value!r}")
+        values[name] = value
+    return values
 
 
 def describe_settings() -> list[tuple[str, str, str, str]]:

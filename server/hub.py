@@ -35,6 +35,7 @@ from .config import HubConfig
 from .conversations import NO_ACCESS, ConversationCache, dm_id, summary
 from .groups import Groups
 from .live import LiveSignals
+from .metrics import HubMetrics
 from .policy import DmPolicy, OpenDmPolicy, PolicyFunction, as_policy
 from .presence import LocalPresence, PresenceRegistry
 from .receipts import Receipts
@@ -74,6 +75,7 @@ class _Ticket:
     request_id: int | None
     share: _ShareReply | None = None
     index: int = 0
+    received: float = 0.0  # perf_counter at arrival, for the delivery latency
 
 
 class Hub:
@@ -97,9 +99,11 @@ class Hub:
         )
         self._unwelcomed: set[Connection] = set()  # connected, no hello yet
         self.convs = ConversationCache(store)
+        self.metrics = HubMetrics()
         self.writer: GroupCommitWriter[_Ticket] = GroupCommitWriter(
             store, self._committed, self._failed,
             max_pending=config.commit_pending_max, max_batch=config.commit_batch_max,
+            observe=self.metrics.committed,
         )
         self._handlers: dict[type, Handler] = {
             f.Send: self._send, f.Share: self._share, f.History: self._history,
@@ -119,17 +123,24 @@ class Hub:
         await self.presence.start(self.cluster.node if self.cluster else "local", self.social.lost)
         self.writer.start()
 
-    async def close(self) -> None:
-        """Disconnect everyone, then write what is queued."""
+    async def close(self, *, drain: bool = False) -> None:
+        """Disconnect everyone, then write what is queued.
+
+        ``drain`` (SIGTERM) closes with 4010 so clients reconnect, maybe to another
+        node, at once; otherwise with 1001. Either way the commit in flight and
+        everything queued behind it are written before this returns.
+        """
+        code, reason = ((CloseCode.DRAINING, "hub draining: reconnect") if drain
+                        else (CloseCode.GOING_AWAY, "hub shutting down"))
         for conn in list(self._unwelcomed):
-            conn.close(CloseCode.GOING_AWAY, "hub shutting down")
+            conn.close(code, reason)
         try:
             await self.social.all_offline()
         except Exception:
             log.exception("could not record last_seen at shutdown")
         for sessions in list(self.sessions.values()):
             for session in list(sessions):
-                session.close(CloseCode.GOING_AWAY, "hub shutting down")
+                session.close(code, reason)
         await self.writer.close()
 
     async def disconnect(self) -> None:
@@ -137,6 +148,19 @@ class Hub:
         await self.presence.close()
         if self.cluster is not None:
             await self.cluster.close()
+
+    async def ready(self) -> tuple[bool, str]:
+        """Whether the store (and the broker, with several nodes) answer: for /readyz."""
+        try:
+            await asyncio.wait_for(self.store.load_conversation("readyz-probe"), 2)
+        except Exception as exc:
+            return False, f"store: {exc or type(exc).__name__}"
+        if self.cluster is not None:
+            try:
+                await asyncio.wait_for(self.cluster.broker.ping(), 2)
+            except Exception as exc:
+                return False, f"broker: {exc or type(exc).__name__}"
+        return True, "ready"
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -161,12 +185,14 @@ class Hub:
         if session is None:
             return
         log.info("%s connected: user %s from %s", session.id, session.user, conn.remote)
+        self.metrics.connections.inc()
         try:
             await self.social.came_online(session)
             async for data in incoming:
                 if not await self._on_frame(session, data):
                     break
         finally:
+            self.metrics.connections.dec()
             self._unregister(session)
             log.info("%s disconnected", session.id)
             try:
@@ -328,6 +354,7 @@ class Hub:
         frame = self._read_frame(session.conn, data)
         if frame is None:
             return False
+        self.metrics.frame_in(frame["t"])
         try:
             request = f.parse_request(frame, self.limits)
             handler = self._handlers.get(type(request))
@@ -336,9 +363,11 @@ class Hub:
             await handler(session, request)
         except RequestError as exc:
             if frame["t"] not in f.SIGNALS:
+                self.metrics.errors.labels(str(exc.code)).inc()
                 session.reply(events.error(f.request_id(frame), exc.code, exc.message))
         except Exception:
             log.exception("%s: request %r failed", session.id, frame["t"])
+            self.metrics.errors.labels("internal").inc()
             session.reply(events.error(f.request_id(frame), ErrorCode.INTERNAL, "internal error"))
         return True
 
@@ -361,12 +390,15 @@ class Hub:
     def deliver_local(self, users: Any, data: bytes, skip: Session | None = None) -> None:
         """Write one encoded frame to the connected devices of ``users`` on this node."""
         sessions = self.sessions
+        written = 0
         for user in users:
             devices = sessions.get(user)
             if devices:
                 for session in devices:
                     if session is not skip:
                         session.push(data)
+                        written += 1
+        self.metrics.frames_out.inc(written)
 
     def announce(self, conv: Conversation, users: Any) -> None:
         """Send ``users`` the conversation's current summary (a ``conv`` event)."""
@@ -442,7 +474,7 @@ class Hub:
         reply = await self._reply_target(conv, req.reply)
         item = NewMessage(conv.conv, session.user, req.cmid, req.kind, self.now_ms(), req.text,
                           req.video.to_wire() if req.video else None, reply)
-        self._submit(item, _Ticket(session, req.id))
+        self._submit(item, _Ticket(session, req.id, received=time.perf_counter()))
 
     async def _share(self, session: Session, req: f.Share) -> None:
         targets = [("to", u) for u in req.to] + [("conv", c) for c in req.convs]
@@ -462,7 +494,8 @@ class Hub:
         tracker.remaining = len(queued) + 1  # +1 holds the reply until all are queued
         for index, item in queued:
             try:
-                self.writer.submit(item, _Ticket(session, req.id, tracker, index))
+                self.writer.submit(item, _Ticket(session, req.id, tracker, index,
+                                                 received=time.perf_counter()))
             except WriterFull:
                 tracker.settle(index, error=str(ErrorCode.UNAVAILABLE))
         tracker.settle(None)
@@ -486,6 +519,7 @@ class Hub:
                                                ts=msg.ts))
             if not result.duplicate:
                 self._fan_out(msg, conv, ticket.session)
+                self.metrics.delivery.observe(time.perf_counter() - ticket.received)
 
     def _fan_out(self, msg: StoredMessage, conv: Conversation | None, origin: Session | None) -> None:
         if conv is not None:
@@ -500,6 +534,7 @@ class Hub:
 
     def _deliver_message(self, msg: StoredMessage, members: Any, origin: Session | None) -> None:
         """One encode for everyone; members who block the sender get the body-less stub."""
+        self.metrics.fanout.observe(len(members))
         data = encode({"t": "msg", **msg.to_wire()})
         record = self.social.graph.peek(msg.sender)
         blockers = record.blocked_by if record is not None else ()

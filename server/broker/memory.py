@@ -54,6 +54,9 @@ class MemoryBroker:
                 if not subscribers:
                     del self._bus.subscribers[channel]
 
+    async def ping(self) -> None:
+        pass
+
     async def close(self) -> None:
         await self.unsubscribe(list(self._channels))
         self._on_message = None

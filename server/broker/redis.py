@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,8 +29,10 @@ class BrokerUnavailable(Exception):
 
 
 class RedisBroker:
-    def __init__(self, url: str, *, max_queued: int = 100_000, batch: int = 512) -> None:
+    def __init__(self, url: str, *, max_queued: int = 100_000, batch: int = 512,
+                 observe_publish: Any = None) -> None:
         self.url = url
+        self.observe_publish = observe_publish  # called with seconds per pipeline
         self._max_queued = max_queued
         self._batch = batch
         self._client: aioredis.Redis | None = None
@@ -64,6 +67,9 @@ class RedisBroker:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._read(), name="broker-read"),
                        loop.create_task(self._write(), name="broker-write")]
+
+    async def ping(self) -> None:
+        await self.client.ping()
 
     def publish(self, channel: str, data: bytes) -> None:
         if len(self._outbox) >= self._max_queued:
@@ -142,8 +148,11 @@ class RedisBroker:
             pipe = self.client.pipeline(transaction=False)
             for channel, data in batch:
                 pipe.publish(channel, data)
+            started = time.perf_counter()
             try:
                 await pipe.execute()
+                if self.observe_publish is not None:
+                    self.observe_publish(time.perf_counter() - started)
             except (RedisError, OSError) as exc:
                 self.dropped += len(batch)
                 log.warning("broker: %d events not published (%s)", len(batch), exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -34,7 +35,9 @@ class GroupCommitWriter(Generic[Ticket]):
         *,
         max_pending: int = 20_000,
         max_batch: int = 1_000,
+        observe: Callable[[int, float], None] | None = None,
     ) -> None:
+        self._observe = observe
         self._store = store
         self._on_commit = on_commit
         self._on_error = on_error
@@ -81,6 +84,7 @@ class GroupCommitWriter(Generic[Ticket]):
                 continue
             items, tickets = self._items[: self._max_batch], self._tickets[: self._max_batch]
             del self._items[: self._max_batch], self._tickets[: self._max_batch]
+            started = time.perf_counter()
             try:
                 results = await self._store.append_batch(items)
             except Exception as exc:
@@ -90,6 +94,8 @@ class GroupCommitWriter(Generic[Ticket]):
                 except Exception:  # a bug in the callback must not stop the writer
                     log.exception("group commit error callback failed")
                 continue
+            if self._observe is not None:
+                self._observe(len(items), time.perf_counter() - started)
             self.batches += 1
             self.committed += len(items)
             try:

@@ -97,6 +97,10 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _COLUMNS = "conv, seq, sender, cmid, ts, kind, text, video, reply, unsent"
+# Concurrent CREATE TABLE IF NOT EXISTS can still fail (pg_type unique violation):
+# migrations take this lock, keyed by schema, so that starting nodes together is safe.
+_MIGRATION_LOCK = "SELECT pg_advisory_lock(hashtext('clipwire.migrate.' || current_schema()))"
+_MIGRATION_UNLOCK = "SELECT pg_advisory_unlock(hashtext('clipwire.migrate.' || current_schema()))"
 
 
 class SchemaOutOfDate(Exception):
@@ -148,21 +152,31 @@ class PostgresStore:
             return int(await conn.fetchval("SELECT version FROM clipwire_schema"))
 
     async def migrate(self) -> int:
-        """Bring the schema up to date, one version per transaction; safe to race."""
+        """Bring the schema up to date, one version per transaction; safe to race.
+
+        Nodes started together may all migrate at once: a session advisory lock
+        (one per schema) lets one of them create the schema table and run the
+        migrations while the others wait, then find the schema current.
+        """
         async with self.pool.acquire() as conn:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS clipwire_schema (version INT NOT NULL);"
-                "INSERT INTO clipwire_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM clipwire_schema)"
-            )
-            while True:
-                async with conn.transaction():
-                    version = int(await conn.fetchval(
-                        "SELECT version FROM clipwire_schema FOR UPDATE"))
-                    if version >= len(MIGRATIONS):
-                        return version
-                    log.info("migrating PostgreSQL to schema version %d", version + 1)
-                    await conn.execute(MIGRATIONS[version])
-                    await conn.execute("UPDATE clipwire_schema SET version = $1", version + 1)
+            await conn.execute(_MIGRATION_LOCK)
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS clipwire_schema (version INT NOT NULL);"
+                    "INSERT INTO clipwire_schema SELECT 0 "
+                    "WHERE NOT EXISTS (SELECT 1 FROM clipwire_schema)"
+                )
+                while True:
+                    async with conn.transaction():
+                        version = int(await conn.fetchval(
+                            "SELECT version FROM clipwire_schema FOR UPDATE"))
+                        if version >= len(MIGRATIONS):
+                            return version
+                        log.info("migrating PostgreSQL to schema version %d", version + 1)
+                        await conn.execute(MIGRATIONS[version])
+                        await conn.execute("UPDATE clipwire_schema SET version = $1", version + 1)
+            finally:
+                await conn.execute(_MIGRATION_UNLOCK)
 
     async def _run(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         try:

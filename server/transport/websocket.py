@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -30,6 +30,8 @@ log = logging.getLogger("clipwire.transport")
 
 WS_PATH = "/ws"
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+METRICS_PATH = "/metrics"
 
 
 class WebSocketConnection:
@@ -78,13 +80,28 @@ class WebSocketConnection:
             await self._closer
 
 
-def _route(connection: ServerConnection, request: Request) -> Response | None:
-    path = urlsplit(request.path).path
-    if path == HEALTH_PATH:
-        return connection.respond(HTTPStatus.OK, "ok\n")
-    if path != WS_PATH:
+def _router(hub: Hub) -> Callable[[ServerConnection, Request], Awaitable[Response | None]]:
+    """HTTP on the WebSocket port: /healthz (alive), /readyz (store and broker), /metrics."""
+
+    async def route(connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == WS_PATH:
+            return None
+        if path == HEALTH_PATH:
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        if path == READY_PATH:
+            ready, why = await hub.ready()
+            status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
+            return connection.respond(status, why + "\n")
+        if path == METRICS_PATH:
+            response = connection.respond(HTTPStatus.OK, "")
+            response.body = hub.metrics.render()
+            response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+            response.headers["Content-Length"] = str(len(response.body))
+            return response
         return connection.respond(HTTPStatus.NOT_FOUND, f"Clipwire serves WebSocket at {WS_PATH}\n")
-    return None
+
+    return route
 
 
 def _select_subprotocol(connection: ServerConnection,
@@ -111,7 +128,7 @@ async def start_websocket_server(hub: Hub, host: str, port: int, *,
         handler,
         host,
         port,
-        process_request=_route,
+        process_request=_router(hub),
         select_subprotocol=_select_subprotocol,
         max_size=hub.config.max_frame_bytes,
         compression=None,

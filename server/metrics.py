@@ -1,0 +1,53 @@
+"""Prometheus metrics of one hub, served at GET /metrics on the hub's port.
+
+Each hub has its own registry, so several hubs in one process (tests, embedding)
+never collide. Label values are bounded: request types outside the protocol
+are counted as ``unknown``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from clipwire.protocol.frames import known_types
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+
+
+class HubMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("clipwire_connections", "Authenticated connections", registry=r)
+        self.frames_in = Counter("clipwire_frames_in", "Frames received, by type", ["type"],
+                                 registry=r)
+        self.frames_out = Counter("clipwire_frames_out", "Frames written to clients", registry=r)
+        self.errors = Counter("clipwire_errors", "Error replies, by code", ["code"], registry=r)
+        self.fanout = Histogram("clipwire_fanout_size", "Members a message is delivered to",
+                                buckets=SIZE_BUCKETS, registry=r)
+        self.delivery = Histogram(
+            "clipwire_delivery_seconds",
+            "From a send's arrival to its delivery to the recipients' sockets (commit included)",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.commit = Histogram("clipwire_commit_seconds", "Store time of one group commit",
+                                buckets=LATENCY_BUCKETS, registry=r)
+        self.batch = Histogram("clipwire_commit_batch_size", "Messages per group commit",
+                               buckets=SIZE_BUCKETS, registry=r)
+        self.publish = Histogram("clipwire_broker_publish_seconds",
+                                 "Time to publish one batch of events to the broker",
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.pending = Gauge("clipwire_commit_pending", "Messages waiting for the store",
+                             registry=r)
+        self._types = known_types()
+
+    def frame_in(self, t: str) -> None:
+        self.frames_in.labels(t if t in self._types else "unknown").inc()
+
+    def committed(self, batch: int, seconds: float) -> None:
+        self.batch.observe(batch)
+        self.commit.observe(seconds)
+
+    def render(self) -> bytes:
+        data: bytes = generate_latest(self.registry)
+        return data
