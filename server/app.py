@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from types import TracebackType
 
 from websockets.asyncio.server import Server
@@ -19,7 +20,7 @@ from .auth import TokenVerifier, secret_beside
 from .broker.base import Broker
 from .config import ConfigError, HubConfig
 from .hub import Hub
-from .policy import DmPolicy, PolicyFunction
+from .policy import CardResolver, DmPolicy, HubListener, PolicyFunction
 from .store.base import Store
 from .store.sqlite import SQLiteStore
 from .transport.websocket import WS_PATH, start_websocket_server
@@ -44,6 +45,7 @@ def make_store(config: HubConfig, *, migrate: bool | None = None) -> Store:
 class ClipwireServer:
     def __init__(self, config: HubConfig, *, store: Store | None = None,
                  policy: DmPolicy | PolicyFunction | None = None, broker: Broker | None = None,
+                 resolver: CardResolver | None = None, listeners: Iterable[HubListener] = (),
                  reuse_port: bool = False) -> None:
         if config.secret is None and config.jwt_algorithm == "HS256":
             config = config.with_values(secret=secret_beside(config.db))
@@ -57,7 +59,9 @@ class ClipwireServer:
 
             broker = RedisBroker(self.config.redis_url)
             presence = RedisPresence(broker, ttl_s=self.config.presence_ttl_s)
-        self.hub = Hub(self.config, self.store, verifier, policy, broker=broker, presence=presence)
+        self.hub = Hub(self.config, self.store, verifier, policy, broker=broker, presence=presence,
+                       resolver=resolver)
+        self.hub.listeners.extend(listeners)
         if presence is not None:
             broker.observe_publish = self.hub.metrics.publish.observe  # type: ignore[union-attr]
         self._reuse_port = reuse_port

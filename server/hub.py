@@ -36,7 +36,15 @@ from .conversations import NO_ACCESS, ConversationCache, dm_id, summary
 from .groups import Groups
 from .live import LiveSignals
 from .metrics import HubMetrics
-from .policy import DmPolicy, OpenDmPolicy, PolicyFunction, as_policy
+from .policy import (
+    CardResolver,
+    DmPolicy,
+    HubListener,
+    OpenDmPolicy,
+    PolicyFunction,
+    TrustClientCards,
+    as_policy,
+)
 from .presence import LocalPresence, PresenceRegistry
 from .receipts import Receipts
 from .session import Connection, Session
@@ -82,7 +90,8 @@ class Hub:
     def __init__(self, config: HubConfig, store: Store, verifier: TokenVerifier,
                  policy: DmPolicy | PolicyFunction | None = None,
                  clock: Callable[[], float] = time.time, broker: Broker | None = None,
-                 presence: PresenceRegistry | None = None) -> None:
+                 presence: PresenceRegistry | None = None,
+                 resolver: CardResolver | None = None) -> None:
         self.config = config
         self.cluster = Cluster(self, broker) if broker is not None else None
         self._background: set[asyncio.Task[None]] = set()
@@ -90,6 +99,8 @@ class Hub:
         self.store = store
         self.verifier = verifier
         self.clock = clock
+        self.resolver: CardResolver = resolver or TrustClientCards()
+        self.listeners: list[HubListener] = []
         self.sessions: dict[str, set[Session]] = {}
         self.presence: PresenceRegistry = presence or LocalPresence(self.sessions)
         self.social = Social(self)
@@ -327,6 +338,14 @@ class Hub:
             self.cluster.membership_changed(conv, users)
             self.spawn(self.cluster.follow_conv(conv))
 
+    def emit(self, kind: str, payload: dict[str, Any]) -> None:
+        """Tell the listeners (webhooks, an embedding app) what happened; never blocks."""
+        for listener in self.listeners:
+            try:
+                listener.on_event(kind, payload)
+            except Exception:
+                log.exception("listener failed on %s", kind)
+
     def social_changed(self, users: Any) -> None:
         """Friends or blocks of ``users`` changed: other nodes drop what they cached."""
         if self.cluster is not None:
@@ -472,14 +491,15 @@ class Hub:
     async def _send(self, session: Session, req: f.Send) -> None:
         conv = await self._writable(session.user, req.to, req.conv)
         reply = await self._reply_target(conv, req.reply)
+        card = (await self.resolver.resolve(req.video)).to_wire() if req.video else None
         item = NewMessage(conv.conv, session.user, req.cmid, req.kind, self.now_ms(), req.text,
-                          req.video.to_wire() if req.video else None, reply)
+                          card, reply)
         self._submit(item, _Ticket(session, req.id, received=time.perf_counter()))
 
     async def _share(self, session: Session, req: f.Share) -> None:
         targets = [("to", u) for u in req.to] + [("conv", c) for c in req.convs]
         tracker = _ShareReply(session, req.id, [{key: t} for key, t in targets], 0)
-        card = req.video.to_wire()
+        card = (await self.resolver.resolve(req.video)).to_wire()
         queued: list[tuple[int, NewMessage]] = []
         for index, (key, target) in enumerate(targets):
             try:
@@ -519,6 +539,10 @@ class Hub:
                                                ts=msg.ts))
             if not result.duplicate:
                 self._fan_out(msg, conv, ticket.session)
+                if self.listeners:
+                    self.emit("message.created", {
+                        **msg.to_wire(), "members": list(conv.members) if conv else [],
+                        "share": ticket.share is not None})
                 self.metrics.delivery.observe(time.perf_counter() - ticket.received)
 
     def _fan_out(self, msg: StoredMessage, conv: Conversation | None, origin: Session | None) -> None:

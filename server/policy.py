@@ -9,7 +9,9 @@ whatever the policy says.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from clipwire.protocol import VideoCard
 
 
 @runtime_checkable
@@ -42,3 +44,24 @@ def as_policy(policy: DmPolicy | PolicyFunction) -> DmPolicy:
     if isinstance(policy, DmPolicy):
         return policy
     return _CallablePolicy(policy)
+
+
+class CardResolver(Protocol):
+    """Decides what a shared ``video.id`` really is (the backend's card, not the client's)."""
+
+    async def resolve(self, card: VideoCard) -> VideoCard: ...
+
+
+class TrustClientCards:
+    """The default: the client's card, as validated by the protocol layer."""
+
+    async def resolve(self, card: VideoCard) -> VideoCard:
+        return card
+
+
+class HubListener(Protocol):
+    """Told of what happens in the hub (webhooks, analytics). ``on_event`` must not block:
+    kinds are ``message.created``, ``message.read``, ``reaction``, ``presence``,
+    ``share.opened`` and ``share.replied``; payloads are plain dicts."""
+
+    def on_event(self, kind: str, payload: dict[str, Any]) -> None: ...

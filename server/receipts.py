@@ -50,6 +50,7 @@ class Receipts:
         if marker == req.seq:
             event = {"t": "read", "conv": conv.conv, "user": session.user, "seq": marker}
             self.hub.deliver(conv.members, encode(event), skip=session, conv=conv.conv)
+            self.hub.emit("message.read", {"conv": conv.conv, "user": session.user, "seq": marker})
 
     async def _react(self, session: Session, req: f.React) -> None:
         conv = await self._member(session.user, req.conv)
@@ -74,6 +75,7 @@ class Receipts:
             record = await self.hub.social.graph.record(session.user)
             audience = [u for u in conv.members if u not in record.blocked_by]
             self.hub.deliver(audience, encode(event), skip=session, conv=conv.conv)
+            self.hub.emit("reaction", {k: v for k, v in event.items() if k != "t"})
 
     async def _unsend(self, session: Session, req: f.Unsend) -> None:
         conv = await self._member(session.user, req.conv)

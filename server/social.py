@@ -129,6 +129,9 @@ class Social:
             await self._announce(session.user, online=False, last_seen=now)
 
     async def _announce(self, user: str, *, online: bool, last_seen: int | None) -> None:
+        # The epoch orders one user's transitions, so a backend can drop stale ones.
+        self.hub.emit("presence", {"user": user, "online": online, "last_seen": last_seen,
+                                   "epoch": self.hub.now_ms()})
         record = await self.graph.record(user)
         hidden = record.blocking | record.blocked_by
         audience = [u for u in record.friends if u not in hidden]
