@@ -16,6 +16,7 @@ from types import TracebackType
 
 from websockets.asyncio.server import Server
 
+from .api import ServerApi
 from .auth import TokenVerifier, secret_beside
 from .broker.base import Broker
 from .config import ConfigError, HubConfig
@@ -65,6 +66,7 @@ class ClipwireServer:
         if presence is not None:
             broker.observe_publish = self.hub.metrics.publish.observe  # type: ignore[union-attr]
         self._reuse_port = reuse_port
+        self.api: ServerApi | None = None
         self._server: Server | None = None
         self.port = config.port
 
@@ -79,6 +81,9 @@ class ClipwireServer:
             self.hub, self.config.host, self.config.port, reuse_port=self._reuse_port
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
+        if self.config.api_key:
+            self.api = ServerApi(self.hub, self.config.api_key)
+            await self.api.start(self.config.api_host, self.config.api_port)
         log.info("serving %s (store %s)", self.url, self.config.db)
 
     async def close(self, *, drain: bool = False) -> None:
@@ -88,6 +93,9 @@ class ClipwireServer:
         """
         if self._server is not None:
             self._server.close(close_connections=False)
+        if self.api is not None:
+            await self.api.close()
+            self.api = None
         await self.hub.close(drain=drain)
         if self._server is not None:
             await self._server.wait_closed()

@@ -26,6 +26,7 @@ class Identity:
     user: str
     expires_at: float
     name: str | None = None
+    issued_at_ms: int | None = None  # from ``iat``, for revocation
 
 
 class TokenVerifier:
@@ -65,14 +66,17 @@ class TokenVerifier:
         if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_CHARS or not user.isprintable():
             raise RequestError(ErrorCode.UNAUTHORIZED, "token 'sub' is not a valid user id")
         name = claims.get("name")
+        iat = claims.get("iat")
         return Identity(user, float(claims["exp"]) + self._leeway_s,
-                        name if isinstance(name, str) else None)
+                        name if isinstance(name, str) else None,
+                        int(iat * 1000) if isinstance(iat, int | float) else None)
 
 
 def sign_token(secret: str, user: str, *, ttl_s: float = 86_400, name: str | None = None,
                algorithm: str = "HS256", **claims: Any) -> str:
     """Sign a token as the application's backend would (for tests, the CLI and demos)."""
-    payload: dict[str, Any] = {"sub": user, "exp": int(time.time() + ttl_s), **claims}
+    now = time.time()
+    payload: dict[str, Any] = {"sub": user, "iat": int(now), "exp": int(now + ttl_s), **claims}
     if name is not None:
         payload["name"] = name
     return jwt.encode(payload, secret, algorithm=algorithm)

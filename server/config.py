@@ -31,6 +31,13 @@ class ConfigError(ValueError):
 class HubConfig:
     host: str = _setting("127.0.0.1", "address to listen on")
     port: int = _setting(8765, "port for WebSocket (/ws) and health (/healthz); 0 picks one")
+    api_host: str = _setting("127.0.0.1", "address of the server API (HTTP, for the app's backend)")
+    api_port: int = _setting(8766, "port of the server API; 0 picks one")
+    api_key: str | None = _setting(
+        None, "key the backend sends as Authorization: Bearer ...; the API is off without one",
+        secret=True,
+    )
+    system_user: str = _setting("system", "user id of messages the backend sends as the system")
     workers: int = _setting(1, "hub processes sharing the port (more than 1 needs --redis-url)")
     reuse_port: bool = _setting(False, "listen with SO_REUSEPORT, so several processes share the port")
     db: str = _setting("./clipwire.db", "SQLite database file (when no --database-url is given)")

@@ -28,7 +28,7 @@ from clipwire.protocol import (
 )
 from clipwire.protocol import frames as f
 
-from .auth import TokenVerifier
+from .auth import Identity, TokenVerifier
 from .broker.base import Broker
 from .cluster import Cluster
 from .config import HubConfig
@@ -240,12 +240,14 @@ class Hub:
             return None
         try:
             identity = self.verifier.verify(hello.token)
+            await self._check_revoked(identity)
         except RequestError as exc:
             conn.send(encode(events.error(rid, exc.code, exc.message)))
             conn.close(CloseCode.UNAUTHORIZED, exc.message)
             return None
         session = Session(conn, identity.user, identity.name, hello.device,
                           self.config.send_buffer_bytes)
+        session.issued_at_ms = identity.issued_at_ms
         session.expire_at(identity.expires_at, self.clock())
         self.sessions.setdefault(session.user, set()).add(session)
         try:
@@ -373,6 +375,11 @@ class Hub:
         frame = self._read_frame(session.conn, data)
         if frame is None:
             return False
+        await self.dispatch(session, frame)
+        return True
+
+    async def dispatch(self, session: Session, frame: dict[str, Any]) -> None:
+        """Validate and serve one request; every refusal is answered, never raised."""
         self.metrics.frame_in(frame["t"])
         try:
             request = f.parse_request(frame, self.limits)
@@ -388,7 +395,6 @@ class Hub:
             log.exception("%s: request %r failed", session.id, frame["t"])
             self.metrics.errors.labels("internal").inc()
             session.reply(events.error(f.request_id(frame), ErrorCode.INTERNAL, "internal error"))
-        return True
 
     # -- fan-out ------------------------------------------------------------
 
@@ -430,20 +436,26 @@ class Hub:
 
     # -- messages -----------------------------------------------------------
 
-    async def _writable(self, user: str, to: str | None, conv_id: str | None) -> Conversation:
-        """The conversation ``user`` may write to, creating a DM on first use."""
+    async def _writable(self, session: Session, to: str | None, conv_id: str | None) -> Conversation:
+        """The conversation ``session`` may write to, creating a DM on first use.
+
+        A trusted session (the application's backend, through the server API) is
+        not held to membership, the DM policy or blocks.
+        """
+        user, trusted = session.user, session.trusted
         # The sender's social record is then cached for the fan-out after commit.
         await self.social.graph.record(user)
         if to is not None:
             if to == user:
                 raise RequestError.bad("you cannot send a direct message to yourself")
-            await self._check_dm(user, to)
+            if not trusted:
+                await self._check_dm(user, to)
             return await self._dm(user, to)
         assert conv_id is not None
         conv = await self.convs.get(conv_id)
-        if conv is None or user not in conv.members:
+        if conv is None or (user not in conv.members and not trusted):
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
-        if conv.kind == "dm":
+        if conv.kind == "dm" and not trusted:
             await self._check_dm(user, next((u for u in conv.members if u != user), user))
         return conv
 
@@ -489,7 +501,7 @@ class Hub:
             raise RequestError(ErrorCode.UNAVAILABLE, str(exc)) from None
 
     async def _send(self, session: Session, req: f.Send) -> None:
-        conv = await self._writable(session.user, req.to, req.conv)
+        conv = await self._writable(session, req.to, req.conv)
         reply = await self._reply_target(conv, req.reply)
         card = (await self.resolver.resolve(req.video)).to_wire() if req.video else None
         item = NewMessage(conv.conv, session.user, req.cmid, req.kind, self.now_ms(), req.text,
@@ -503,8 +515,8 @@ class Hub:
         queued: list[tuple[int, NewMessage]] = []
         for index, (key, target) in enumerate(targets):
             try:
-                conv = await (self._writable(session.user, target, None) if key == "to"
-                              else self._writable(session.user, None, target))
+                conv = await (self._writable(session, target, None) if key == "to"
+                              else self._writable(session, None, target))
             except RequestError as exc:
                 tracker.results[index]["error"] = str(exc.code)
                 continue
@@ -584,7 +596,7 @@ class Hub:
 
     async def _history(self, session: Session, req: f.History) -> None:
         conv = await self.convs.get(req.conv)
-        if conv is None or session.user not in conv.members:
+        if conv is None or (session.user not in conv.members and not session.trusted):
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
         page = await self.store.history(req.conv, req.before, req.limit)
         blocking = (await self.social.graph.record(session.user)).blocking
@@ -616,8 +628,43 @@ class Hub:
         identity = self.verifier.verify(req.token)
         if identity.user != session.user:
             raise RequestError(ErrorCode.UNAUTHORIZED, "the new token is for another user")
+        await self._check_revoked(identity)
+        session.issued_at_ms = identity.issued_at_ms
         session.expire_at(identity.expires_at, self.clock())
         session.reply(events.ok(req.id, expires_at=int(identity.expires_at * 1000)))
+
+    async def _check_revoked(self, identity: Identity) -> None:
+        before = await self.store.revoked_before(identity.user)
+        if before and (identity.issued_at_ms is None or identity.issued_at_ms < before):
+            raise RequestError(ErrorCode.UNAUTHORIZED, "token revoked")
+
+    async def revoke(self, user: str, before_ms: int) -> int:
+        """Refuse ``user``'s tokens issued before ``before_ms``; close the sessions using one."""
+        await self.store.revoke(user, before_ms)
+        closed = 0
+        for session in list(self.sessions.get(user, ())):
+            if session.issued_at_ms is None or session.issued_at_ms < before_ms:
+                session.close(CloseCode.UNAUTHORIZED, "token revoked")
+                closed += 1
+        return closed
+
+    def disconnect_user(self, user: str) -> int:
+        """Close every device of ``user`` on this node (4001: get a new token)."""
+        sessions = list(self.sessions.get(user, ()))
+        for session in sessions:
+            session.close(CloseCode.UNAUTHORIZED, "disconnected by the application")
+        return len(sessions)
+
+    async def video_unavailable(self, video_id: str) -> int:
+        """Turn every share of ``video_id`` into a tombstone and tell the members now."""
+        found = await self.store.messages_with_video(video_id)
+        for conv_id, seq in found:
+            await self.store.unsend(conv_id, seq)
+            conv = await self.convs.get(conv_id)
+            if conv is not None:
+                event = {"t": "unsent", "conv": conv_id, "seq": seq, "reason": "video_unavailable"}
+                self.deliver(conv.members, encode(event), conv=conv_id)
+        return len(found)
 
     async def _ping(self, session: Session, req: f.Ping) -> None:
         if req.id is not None:

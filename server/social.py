@@ -268,6 +268,40 @@ class Social:
             self._friend_event(me, other, "removed")
         session.reply({"t": "ok", "id": req.id})
 
+    async def set_friends(self, a: str, b: str, friends: bool) -> None:
+        """Mirror the backend's graph: make ``a`` and ``b`` friends, or nothing to each other."""
+        mine, theirs = await self.graph.record(a), await self.graph.record(b)
+        if friends and b not in mine.friends:
+            await self._set(a, b, mine, theirs, "friends")
+            self._friend_event(a, b, "accepted")
+            self._friend_event(b, a, "accepted")
+        elif not friends and (b in mine.friends or b in mine.requests_in or b in mine.requests_out):
+            await self._set(a, b, mine, theirs, None)
+            self._friend_event(a, b, "removed")
+            self._friend_event(b, a, "removed")
+        for user in (a, b):
+            if user not in self.hub.sessions:
+                self.graph.forget(user)
+
+    async def set_block(self, blocker: str, blocked: str, on: bool) -> None:
+        """Mirror a block decided by the backend, with the same effects as the request."""
+        mine, theirs = await self.graph.record(blocker), await self.graph.record(blocked)
+        if on and blocked not in mine.blocking:
+            await self.hub.store.set_block(blocker, blocked, True, self.hub.now_ms())
+            mine.blocking.add(blocked)
+            theirs.blocked_by.add(blocker)
+            if blocked in mine.friends or blocked in mine.requests_in or blocked in mine.requests_out:
+                await self._set(blocker, blocked, mine, theirs, None)
+            self.hub.social_changed((blocker, blocked))
+        elif not on and blocked in mine.blocking:
+            await self.hub.store.set_block(blocker, blocked, False, self.hub.now_ms())
+            mine.blocking.discard(blocked)
+            theirs.blocked_by.discard(blocker)
+            self.hub.social_changed((blocker, blocked))
+        for user in (blocker, blocked):
+            if user not in self.hub.sessions:
+                self.graph.forget(user)
+
     # -- blocks ----------------------------------------------------------------
 
     async def _block(self, session: Session, req: f.Block) -> None:

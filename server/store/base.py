@@ -166,6 +166,18 @@ class Store(Protocol):
         """Up to ``limit`` messages with ``seq > after``, oldest first."""
         ...
 
+    async def messages_with_video(self, video_id: str) -> list[tuple[str, int]]:
+        """(conv, seq) of every message, not yet a tombstone, whose card is ``video_id``."""
+        ...
+
+    async def revoke(self, user: str, before_ms: int) -> None:
+        """Refuse ``user``'s tokens issued before ``before_ms`` from now on."""
+        ...
+
+    async def revoked_before(self, user: str) -> int:
+        """The revocation time of ``user``'s tokens (0: none)."""
+        ...
+
     async def unsend(self, conv: str, seq: int) -> None:
         """Make message ``seq`` a tombstone: its body and reactions are deleted."""
         ...

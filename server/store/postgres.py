@@ -94,6 +94,15 @@ MIGRATIONS: tuple[str, ...] = (
         ts BIGINT NOT NULL
     );
     """,
+    """
+    ALTER TABLE messages ADD COLUMN video_id TEXT;
+    UPDATE messages SET video_id = convert_from(video, 'UTF8')::json->>'id' WHERE video IS NOT NULL;
+    CREATE INDEX messages_by_video ON messages (video_id) WHERE video_id IS NOT NULL;
+    CREATE TABLE revocations (
+        "user" TEXT PRIMARY KEY,
+        before_ms BIGINT NOT NULL
+    );
+    """,
 )
 
 _COLUMNS = "conv, seq, sender, cmid, ts, kind, text, video, reply, unsent"
@@ -222,10 +231,12 @@ class PostgresStore:
                     seen[key] = msg
                     results.append(Appended(msg, duplicate=False))
                     rows.append((item.conv, seq, item.sender, item.cmid, item.ts, item.kind,
-                                 item.text, _blob(item.video), _blob(item.reply), False))
+                                 item.text, _blob(item.video), _blob(item.reply), False,
+                                 item.video.get("id") if item.video else None))
                 if rows:
                     await conn.copy_records_to_table(
-                        "messages", records=rows, columns=[c.strip() for c in _COLUMNS.split(",")]
+                        "messages", records=rows,
+                        columns=[*(c.strip() for c in _COLUMNS.split(",")), "video_id"],
                     )
                     await conn.executemany(
                         "UPDATE conversations SET last_seq = $1 WHERE id = $2",
@@ -253,9 +264,25 @@ class PostgresStore:
             conv, after, limit)
         return [_message(row) for row in rows]
 
+    async def messages_with_video(self, video_id: str) -> list[tuple[str, int]]:
+        rows = await self._fetch(
+            "SELECT conv, seq FROM messages WHERE video_id = $1 AND NOT unsent", video_id)
+        return [(row["conv"], row["seq"]) for row in rows]
+
+    async def revoke(self, user: str, before_ms: int) -> None:
+        await self._run([(
+            'INSERT INTO revocations ("user", before_ms) VALUES ($1, $2) ON CONFLICT ("user") '
+            "DO UPDATE SET before_ms = GREATEST(revocations.before_ms, excluded.before_ms)",
+            (user, before_ms))])
+
+    async def revoked_before(self, user: str) -> int:
+        rows = await self._fetch('SELECT before_ms FROM revocations WHERE "user" = $1', user)
+        return int(rows[0]["before_ms"]) if rows else 0
+
     async def unsend(self, conv: str, seq: int) -> None:
         await self._run([
-            ("UPDATE messages SET unsent = TRUE, text = NULL, video = NULL, reply = NULL "
+            ("UPDATE messages SET unsent = TRUE, text = NULL, video = NULL, reply = NULL, "
+             "video_id = NULL "
              "WHERE conv = $1 AND seq = $2", (conv, seq)),
             ("DELETE FROM reactions WHERE conv = $1 AND seq = $2", (conv, seq)),
         ])

@@ -97,6 +97,15 @@ MIGRATIONS: tuple[str, ...] = (
         ts INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    """
+    ALTER TABLE messages ADD COLUMN video_id TEXT;
+    UPDATE messages SET video_id = json_extract(video, '$.id') WHERE video IS NOT NULL;
+    CREATE INDEX messages_by_video ON messages (video_id) WHERE video_id IS NOT NULL;
+    CREATE TABLE revocations (
+        user TEXT PRIMARY KEY,
+        before_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 _MESSAGE_COLUMNS = "conv, seq, sender, cmid, ts, kind, text, video, reply, unsent"
@@ -195,7 +204,8 @@ class SQLiteStore:
                 results, rows, last = await self._plan_batch(w, items)
                 if rows:
                     await w.executemany(
-                        f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,0)", rows
+                        f"INSERT INTO messages ({_MESSAGE_COLUMNS}, video_id) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,0,?)", rows
                     )
                     await w.executemany(
                         "UPDATE conversations SET last_seq = ? WHERE id = ?",
@@ -249,7 +259,8 @@ class SQLiteStore:
             seen[key] = msg
             results.append(Appended(msg, duplicate=False))
             rows.append((item.conv, seq, item.sender, item.cmid, item.ts, item.kind, item.text,
-                         _blob(item.video), _blob(item.reply)))
+                         _blob(item.video), _blob(item.reply),
+                         item.video.get("id") if item.video else None))
         return results, rows, last
 
     async def get_message(self, conv: str, seq: int) -> StoredMessage | None:
@@ -277,9 +288,24 @@ class SQLiteStore:
         )
         return [_message(row) for row in rows]
 
+    async def messages_with_video(self, video_id: str) -> list[tuple[str, int]]:
+        rows = await self._all(
+            self._r, "SELECT conv, seq FROM messages WHERE video_id = ? AND unsent = 0", video_id)
+        return [(conv, seq) for conv, seq in rows]
+
+    async def revoke(self, user: str, before_ms: int) -> None:
+        await self._transaction([(
+            "INSERT INTO revocations (user, before_ms) VALUES (?, ?) "
+            "ON CONFLICT DO UPDATE SET before_ms = MAX(before_ms, excluded.before_ms)",
+            (user, before_ms))])
+
+    async def revoked_before(self, user: str) -> int:
+        row = await self._one(self._r, "SELECT before_ms FROM revocations WHERE user = ?", user)
+        return int(row[0]) if row else 0
+
     async def unsend(self, conv: str, seq: int) -> None:
         await self._transaction([
-            ("UPDATE messages SET unsent = 1, text = NULL, video = NULL, reply = NULL "
+            ("UPDATE messages SET unsent = 1, text = NULL, video = NULL, reply = NULL, video_id = NULL "
              "WHERE conv = ? AND seq = ?", (conv, seq)),
             ("DELETE FROM reactions WHERE conv = ? AND seq = ?", (conv, seq)),
         ])

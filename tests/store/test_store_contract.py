@@ -263,3 +263,20 @@ async def test_writers_on_several_nodes_keep_seqs_gap_free(kind: str, tmp_path: 
         return
     async with fresh_schema(require("postgres")) as dsn:
         await run(lambda: PostgresStore(dsn, migrate_on_open=True))
+
+
+async def test_messages_found_by_video_and_revocations(store: Store) -> None:
+    await store.ensure_dm("d1", "a", "b", 1)
+    await store.create_group("g1", "team", "a", ["b"], 1)
+    card = {"id": "v9", "url": "https://v/9"}
+    await store.append_batch([NewMessage("d1", "a", "c1", "video", 3, None, card),
+                              NewMessage("g1", "a", "c1", "video", 3, "look", card),
+                              NewMessage("g1", "b", "c2", "video", 4, None, {"id": "v1", "url": "https://v/1"}),
+                              msg("g1", "b", "c3")])
+    assert sorted(await store.messages_with_video("v9")) == [("d1", 1), ("g1", 1)]
+    await store.unsend("d1", 1)
+    assert await store.messages_with_video("v9") == [("g1", 1)]
+    assert await store.revoked_before("a") == 0
+    await store.revoke("a", 500)
+    await store.revoke("a", 400)  # never moves back
+    assert await store.revoked_before("a") == 500

@@ -1,0 +1,146 @@
+"""The server API, driven over HTTP as the application's backend would."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from wire import SECRET, Dial, HubFactory, RawClient, token, video_card
+
+from clipwire.server import ClipwireServer, sign_token
+
+KEY = "backend-api-key-for-tests"
+
+
+class Backend:
+    """An HTTP client of the server API with the right key."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session, self.base = session, base
+
+    async def call(self, method: str, path: str, body: Any = None, *, key: str = KEY,
+                   raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with self.session.request(method, self.base + path, json=body if raw is None else None,
+                                        data=raw, headers=headers) as response:
+            return response.status, await response.json()
+
+    async def ok(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        status, data = await self.call(method, path, body)
+        assert status == 200, (status, data)
+        return data
+
+
+@pytest.fixture
+async def api(hub_factory: HubFactory) -> AsyncIterator[tuple[ClipwireServer, Backend]]:
+    hub = await hub_factory(api_key=KEY, api_port=0, dm_policy="friends")
+    assert hub.api is not None
+    async with aiohttp.ClientSession() as session:
+        yield hub, Backend(session, f"http://127.0.0.1:{hub.api.port}")
+
+
+async def test_wrong_or_missing_key_is_refused(api: tuple[ClipwireServer, Backend]) -> None:
+    _, backend = api
+    assert (await backend.call("GET", "/v1/presence?users=a", key="nope"))[0] == 401
+    assert (await backend.call("GET", "/v1/presence?users=a", key=""))[0] == 401
+    status, doc = await backend.call("GET", "/v1/openapi.json", key="")
+    assert status == 200 and "/v1/messages" in doc["paths"]
+    status, err = await backend.call("POST", "/v1/messages", raw=b"{not json")
+    assert (status, err["error"]) == (400, "bad_request")
+
+
+async def test_system_and_user_messages_follow_the_hub_rules(
+    api: tuple[ClipwireServer, Backend], dial: Dial
+) -> None:
+    hub, backend = api
+    alice, bob = await dial(hub.url, "alice"), await dial(hub.url, "bob")
+    # As a user, the same rules as a client: alice and bob are not friends yet.
+    status, err = await backend.call("POST", "/v1/messages",
+                                     {"as": "alice", "to": "bob", "cmid": "1", "text": "hi"})
+    assert (status, err["error"]) == (403, "forbidden")
+    await backend.ok("PUT", "/v1/friendships", {"pairs": [["alice", "bob"]], "state": "friends"})
+    assert (await alice.event("friend"))["state"] == "accepted"
+    sent = await backend.ok("POST", "/v1/messages",
+                            {"as": "alice", "to": "bob", "cmid": "1", "text": "hi"})
+    msg = await bob.event("msg")
+    assert (msg["from"], msg["seq"], msg["conv"]) == ("alice", 1, sent["conv"])
+    assert (await alice.event("msg"))["text"] == "hi"  # alice's device sees her message too
+    # Retried with the same cmid: the first result, delivered once.
+    assert await backend.ok("POST", "/v1/messages",
+                            {"as": "alice", "to": "bob", "cmid": "1", "text": "hi"}) == sent
+    # The system writes into a group it is not a member of.
+    group = (await backend.ok("POST", "/v1/groups",
+                              {"as": "alice", "members": ["bob"], "title": "club"}))["conv"]
+    note = await backend.ok("POST", "/v1/messages",
+                            {"conv": group, "cmid": "s1", "text": "welcome, both of you"})
+    assert (await bob.event("msg", conv=group))["from"] == "system"
+    assert note["seq"] == 1
+    status, err = await backend.call("POST", "/v1/messages", {"conv": group, "text": "no cmid"})
+    assert (status, err["error"]) == (400, "bad_request") and "cmid" in err["message"]
+
+
+async def test_share_groups_history_presence(api: tuple[ClipwireServer, Backend], dial: Dial) -> None:
+    hub, backend = api
+    carol = await dial(hub.url, "carol")
+    await backend.ok("PUT", "/v1/friendships",
+                     {"pairs": [["dave", "carol"], ["dave", "erin"]], "state": "friends"})
+    result = await backend.ok("POST", "/v1/shares", {
+        "as": "dave", "cmid": "sh", "video": video_card("v42", duration_ms=9000),
+        "to": ["carol", "erin", "frank"]})
+    assert [r.get("error") for r in result["results"]] == [None, None, "forbidden"]
+    assert (await carol.event("msg"))["video"]["id"] == "v42"
+    group = (await backend.ok("POST", "/v1/groups", {"members": ["carol"], "title": "t"}))["conv"]
+    await backend.ok("POST", f"/v1/groups/{group}/members", {"add": ["erin"], "remove": ["carol"]})
+    assert (await carol.event("conv", conv=group, removed=True))["removed"] is True
+    page = await backend.ok("GET", f"/v1/conversations/{result['results'][0]['conv']}/messages")
+    assert [m["cmid"] for m in page["messages"]] == ["sh"]
+    presence = await backend.ok("GET", "/v1/presence?users=carol,erin")
+    assert [(p["user"], p["online"]) for p in presence["users"]] == [("carol", True), ("erin", False)]
+
+
+async def test_blocks_disconnect_and_revoke(api: tuple[ClipwireServer, Backend], dial: Dial) -> None:
+    hub, backend = api
+    await backend.ok("PUT", "/v1/friendships", {"pairs": [["gail", "hank"]], "state": "friends"})
+    await backend.ok("PUT", "/v1/blocks", {"pairs": [["gail", "hank"]], "blocked": True})
+    status, _ = await backend.call("POST", "/v1/messages",
+                                   {"as": "hank", "to": "gail", "cmid": "x", "text": "hello?"})
+    assert status == 403
+    hank = await dial(hub.url, "hank")
+    assert (await backend.ok("POST", "/v1/users/hank/disconnect"))["closed"] == 1
+    assert (await hank.closed())[0] == 4001
+
+    old = sign_token(SECRET, "hank")
+    cut = int(time.time() * 1000) + 1000  # tokens issued before this are refused
+    user = await dial(hub.url, "hank")
+    revoked = await backend.ok("POST", "/v1/users/hank/revoke", {"before_ms": cut})
+    assert revoked["closed"] == 1
+    assert (await user.closed())[0] == 4001
+    client = await RawClient.open(hub.url)
+    reply = await client.call("hello", v=1, token=old)
+    assert (reply["code"], reply["message"]) == ("unauthorized", "token revoked")
+    fresh = sign_token(SECRET, "hank", iat=int(time.time()) + 5)
+    again = await RawClient.open(hub.url)
+    assert (await again.hello(fresh))["user"] == "hank"
+    await again.close()
+    assert token("hank")
+
+
+async def test_a_video_made_unavailable_becomes_a_tombstone_everywhere(
+    api: tuple[ClipwireServer, Backend], dial: Dial
+) -> None:
+    hub, backend = api
+    await backend.ok("PUT", "/v1/friendships", {"pairs": [["ivy", "jon"]], "state": "friends"})
+    ivy, jon = await dial(hub.url, "ivy"), await dial(hub.url, "jon")
+    shared = await ivy.ok("send", to="jon", cmid="v", kind="video", video=video_card("gone"))
+    await ivy.ok("send", conv=shared["conv"], cmid="t", text="kept")
+    await jon.event("msg", seq=2)
+    assert (await backend.ok("POST", "/v1/videos/gone/unavailable"))["tombstoned"] == 1
+    event = await jon.event("unsent")
+    assert event == {"t": "unsent", "conv": shared["conv"], "seq": 1, "reason": "video_unavailable"}
+    first, second = (await jon.ok("history", conv=shared["conv"]))["messages"]
+    assert first.get("unsent") is True and "video" not in first
+    assert second["text"] == "kept"
+    assert (await backend.ok("POST", "/v1/videos/gone/unavailable"))["tombstoned"] == 0
