@@ -42,7 +42,7 @@ def cpu_seconds(pid: int) -> float:
 
 def start_hub(db: str, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "CLIPWIRE_SECRET": SECRET, "CLIPWIRE_LOG_LEVEL": "WARNING",
-           "CLIPWIRE_DM_POLICY": "everyone"}
+           "CLIPWIRE_DM_POLICY": "everyone", "CLIPWIRE_RATE_SEND_PER_S": "1000000"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "clipwire.server", "serve", "--port", "0", "--db", db, *extra],
         stdout=subprocess.PIPE, text=True, env=env,

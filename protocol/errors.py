@@ -76,10 +76,11 @@ class FrameTooLarge(FrameError):
 class RequestError(ClipwireError):
     """A well-formed frame whose request is refused; answered, not closed."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, retry_after_ms: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.retry_after_ms = retry_after_ms  # with rate_limited: when to try again
 
     @classmethod
     def bad(cls, message: str) -> RequestError:

@@ -17,10 +17,13 @@ def ok(request_id: int | None, **result: Any) -> dict[str, Any]:
     return {"t": "ok", "id": request_id, **result}
 
 
-def error(request_id: int | None, code: ErrorCode, message: str) -> dict[str, Any]:
+def error(request_id: int | None, code: ErrorCode, message: str,
+          retry_after_ms: int | None = None) -> dict[str, Any]:
     frame: dict[str, Any] = {"t": "error", "code": str(code), "message": message}
     if request_id is not None:
         frame["id"] = request_id
+    if retry_after_ms is not None:
+        frame["retry_after_ms"] = retry_after_ms
     return frame
 
 

@@ -20,11 +20,13 @@ from .api import ServerApi
 from .auth import TokenVerifier, secret_beside
 from .broker.base import Broker
 from .config import ConfigError, HubConfig
+from .hooks import HttpCardResolver, HttpDmPolicy
 from .hub import Hub
 from .policy import CardResolver, DmPolicy, HubListener, PolicyFunction
 from .store.base import Store
 from .store.sqlite import SQLiteStore
 from .transport.websocket import WS_PATH, start_websocket_server
+from .webhooks import WebhookSender
 
 log = logging.getLogger("clipwire.hub")
 
@@ -53,16 +55,26 @@ class ClipwireServer:
         self.config = config.check()
         self.store: Store = store or make_store(self.config)
         verifier = TokenVerifier.from_settings(config.jwt_algorithm, config.secret,
-                                               config.jwt_public_key_file, config.jwt_leeway_s)
+                                               config.jwt_public_key_file, config.jwt_leeway_s,
+                                               config.jwt_audience, config.jwt_issuer)
         presence = None
         if broker is None and self.config.redis_url:
             from .broker.redis import RedisBroker, RedisPresence
 
             broker = RedisBroker(self.config.redis_url)
             presence = RedisPresence(broker, ttl_s=self.config.presence_ttl_s)
-        self.hub = Hub(self.config, self.store, verifier, policy, broker=broker, presence=presence,
-                       resolver=resolver)
+        # The backend's HTTP hooks stand in for settings, never for objects passed here.
+        dm_hook = HttpDmPolicy.from_config(self.config) if policy is None else None
+        card_hook = HttpCardResolver.from_config(self.config) if resolver is None else None
+        self.hub = Hub(self.config, self.store, verifier, policy or dm_hook, broker=broker,
+                       presence=presence, resolver=resolver or card_hook)
         self.hub.listeners.extend(listeners)
+        self._hooks: list[HttpDmPolicy | HttpCardResolver] = [h for h in (dm_hook, card_hook) if h]
+        for hook in self._hooks:
+            hook.register(self.hub.metrics.registry)
+        self.webhooks = WebhookSender.from_config(self.hub) if self.config.webhook_url else None
+        if self.webhooks is not None:
+            self.hub.listeners.append(self.webhooks)
         if presence is not None:
             broker.observe_publish = self.hub.metrics.publish.observe  # type: ignore[union-attr]
         self._reuse_port = reuse_port
@@ -77,6 +89,8 @@ class ClipwireServer:
     async def start(self) -> None:
         await self.store.open()
         await self.hub.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
         self._server = await start_websocket_server(
             self.hub, self.config.host, self.config.port, reuse_port=self._reuse_port
         )
@@ -100,6 +114,10 @@ class ClipwireServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self.webhooks is not None:  # every departure has been told: flush, within a deadline
+            await self.webhooks.close()
+        for hook in self._hooks:
+            await hook.close()
         await self.hub.disconnect()
         await self.store.close()
 

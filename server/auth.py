@@ -30,36 +30,52 @@ class Identity:
 
 
 class TokenVerifier:
-    def __init__(self, algorithm: str, key: str, *, leeway_s: float = 5.0) -> None:
+    def __init__(self, algorithm: str, key: str, *, leeway_s: float = 5.0,
+                 audience: str | None = None, issuer: str | None = None) -> None:
         self.algorithm = algorithm
         self._key = key
         self._leeway_s = leeway_s
+        self._audience = audience
+        self._issuer = issuer
 
     @classmethod
     def from_settings(cls, algorithm: str, secret: str | None, public_key_file: str | None,
-                      leeway_s: float) -> TokenVerifier:
+                      leeway_s: float, audience: str | None = None,
+                      issuer: str | None = None) -> TokenVerifier:
+        checks = {"leeway_s": leeway_s, "audience": audience, "issuer": issuer}
         if algorithm == "HS256":
             if not secret:
                 raise ValueError("HS256 needs a secret")
-            return cls(algorithm, secret, leeway_s=leeway_s)
+            return cls(algorithm, secret, **checks)  # type: ignore[arg-type]
         if not public_key_file:
             raise ValueError(f"{algorithm} needs a public key file")
-        return cls(algorithm, Path(public_key_file).read_text(), leeway_s=leeway_s)
+        return cls(algorithm, Path(public_key_file).read_text(), **checks)  # type: ignore[arg-type]
 
     def verify(self, token: str) -> Identity:
         """Return who the token speaks for, or raise ``unauthorized`` saying why."""
         try:
+            required = ["sub", "exp"]
+            if self._audience is not None:
+                required.append("aud")
+            if self._issuer is not None:
+                required.append("iss")
             claims: dict[str, Any] = jwt.decode(
                 token,
                 self._key,
-                algorithms=[self.algorithm],
-                options={"require": ["sub", "exp"]},
+                algorithms=[self.algorithm],  # never "none", never the other family
+                options={"require": required, "verify_aud": self._audience is not None},
+                audience=self._audience,
+                issuer=self._issuer,
                 leeway=self._leeway_s,
             )
         except jwt.ExpiredSignatureError:
             raise RequestError(ErrorCode.UNAUTHORIZED, "token expired") from None
         except jwt.MissingRequiredClaimError as exc:
             raise RequestError(ErrorCode.UNAUTHORIZED, f"token lacks the '{exc.claim}' claim") from None
+        except jwt.InvalidAudienceError:
+            raise RequestError(ErrorCode.UNAUTHORIZED, "token is for another audience") from None
+        except jwt.InvalidIssuerError:
+            raise RequestError(ErrorCode.UNAUTHORIZED, "token from another issuer") from None
         except jwt.InvalidTokenError:
             raise RequestError(ErrorCode.UNAUTHORIZED, "invalid token") from None
         user = claims["sub"]

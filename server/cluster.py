@@ -22,7 +22,7 @@ import logging
 import secrets
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -54,6 +54,10 @@ class Cluster:
         self.node = secrets.token_hex(6)
         self._channel_users: dict[str, set[str]] = {}  # channel -> local users needing it
         self._fresh: dict[str, float] = {}  # conv -> until when it is routed by user
+        # Followed conv -> highest seq this node has delivered (or knew of when it began
+        # to follow): where a catch-up's gap starts. Not the conversation cache, which may
+        # not hold the conversation, or may have reloaded it from the store.
+        self._seen: dict[str, int] = {}
         self.received = 0
 
     async def start(self) -> None:
@@ -64,8 +68,12 @@ class Cluster:
 
     # -- subscriptions --------------------------------------------------------
 
-    async def user_here(self, user: str, convs: Iterable[str]) -> None:
-        """A user's first device connected to this node: follow them and their conversations."""
+    async def user_here(self, user: str, convs: Mapping[str, int]) -> None:
+        """A user's first device connected to this node: follow them and their conversations
+        (``convs``: each conversation's ``last_seq`` as the welcome read it)."""
+        for conv, last_seq in convs.items():
+            if f"c:{conv}" not in self._channel_users:
+                self._seen[conv] = last_seq
         await self._follow(user, [f"u:{user}", *(f"c:{c}" for c in convs)])
 
     async def user_gone(self, user: str) -> None:
@@ -95,6 +103,7 @@ class Cluster:
                 gone.append(channel)
                 if channel.startswith("c:"):
                     self.hub.convs.forget(channel[2:])
+                    self._seen.pop(channel[2:], None)
         if gone:
             await self.broker.unsubscribe(gone)
 
@@ -110,6 +119,7 @@ class Cluster:
             header["c"] = conv
             if seq is not None:
                 header["s"] = seq  # keeps the receivers' last_seq current
+                self.saw(conv, seq)
             if not self._is_fresh(conv):
                 self.broker.publish(f"c:{conv}", _pack(header, data))
                 return
@@ -165,6 +175,7 @@ class Cluster:
             conv_id, seq = header.get("c"), header.get("s")
             if conv_id is not None and seq is not None:
                 self.hub.convs.advanced(conv_id, seq)
+                self.saw(conv_id, seq)
             self.hub.deliver_local(header["u"], data)
         elif kind == "m":
             self._mark_fresh(header["c"])
@@ -179,6 +190,18 @@ class Cluster:
     def followed_convs(self) -> list[str]:
         return [ch[2:] for ch in self._channel_users if ch.startswith("c:")]
 
+    def seen(self, conv: str) -> int | None:
+        """The highest seq of ``conv`` delivered here, if it is followed."""
+        return self._seen.get(conv)
+
+    def saw(self, conv: str, seq: int) -> None:
+        """Message ``seq`` of ``conv`` was delivered here (kept for followed conversations)."""
+        known = self._seen.get(conv)
+        if known is None and f"c:{conv}" not in self._channel_users:
+            return
+        if known is None or seq > known:
+            self._seen[conv] = seq
+
     async def follow_conv(self, conv_id: str) -> None:
         """Follow ``conv_id`` exactly while one of its members is connected here."""
         conv = await self.hub.convs.get(conv_id)
@@ -186,6 +209,8 @@ class Cluster:
         channel = f"c:{conv_id}"
         here = {u for u in members if u in self.hub.sessions}
         before = set(self._channel_users.get(channel, ()))
+        if here and not before and conv is not None:
+            self._seen[conv_id] = conv.last_seq
         for user in here - before:
             await self._follow(user, [channel])
         for user in before - here:

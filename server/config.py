@@ -17,6 +17,8 @@ from typing import Any
 from clipwire.protocol import DEFAULT_LIMITS, Limits
 
 ENV_PREFIX = "CLIPWIRE_"
+# What --webhook-events may name (besides "all"); see webhooks.py for the events of each.
+WEBHOOK_EVENT_GROUPS = ("push", "presence", "share", "messages", "reactions")
 
 
 def _setting(default: Any, help: str, *, secret: bool = False) -> Any:
@@ -62,9 +64,66 @@ class HubConfig:
     jwt_algorithm: str = _setting("HS256", "token algorithm: HS256, RS256 or ES256")
     jwt_public_key_file: str | None = _setting(None, "PEM public key for RS256/ES256 tokens")
     jwt_leeway_s: float = _setting(5.0, "clock skew allowed when checking token expiry")
+    jwt_audience: str | None = _setting(None, "when set, tokens must carry this 'aud'")
+    jwt_issuer: str | None = _setting(None, "when set, tokens must carry this 'iss'")
+    allowed_origins: str | None = _setting(
+        None, "comma-separated Origins browsers may connect from (e.g. https://app.example); "
+        "clients sending no Origin (native apps) are always served"
+    )
+    max_connections: int = _setting(100_000, "connections this hub accepts; more get HTTP 503")
+    max_devices_per_user: int = _setting(
+        10, "connections one user may hold on this hub; one more is refused with 4008"
+    )
+    handshake_timeout_s: float = _setting(10.0, "seconds a client has to finish the HTTP upgrade")
+    ping_interval_s: float = _setting(20.0, "seconds between keepalive pings")
+    ping_timeout_s: float = _setting(
+        20.0, "seconds without a pong before a frozen client is dropped (bound: interval + this)"
+    )
+    permessage_deflate: bool = _setting(
+        False, "offer compression; decompressed frames stay bound by --max-frame-bytes"
+    )
     dm_policy: str = _setting(
         "friends", "who may start a DM: friends (both are friends) or everyone (open apps, load tests)"
     )
+    dm_policy_url: str | None = _setting(
+        None, "backend URL deciding DMs instead of --dm-policy: GET with {sender} and {recipient} "
+        'filled in, answering {"allow": true|false}; a timeout, error or other answer refuses',
+        secret=True,
+    )
+    card_resolver_url: str | None = _setting(
+        None, "backend URL giving a shared video's card: GET with {id} filled in, answering "
+        "{url, thumb?, caption?, author?, duration_ms?}; on any failure the client's card is kept",
+        secret=True,
+    )
+    hook_timeout_s: float = _setting(0.5, "seconds --dm-policy-url and --card-resolver-url may take")
+    hook_cache_ttl_s: float = _setting(
+        10.0, "seconds a DM-policy or card answer is reused (0: ask every time)"
+    )
+    hook_cache_size: int = _setting(10_000, "most answers each backend hook keeps cached")
+    webhook_url: str | None = _setting(
+        None, "backend URL the hub POSTs signed JSON webhook events to (off when unset)", secret=True
+    )
+    webhook_secret: str | None = _setting(
+        None, "HMAC-SHA256 key of the Clipwire-Signature header; required with --webhook-url",
+        secret=True,
+    )
+    webhook_events: str = _setting(
+        "push,presence,share", "webhook event groups, comma-separated: push (message.created for "
+        "recipients with no device connected), presence, share (sent, opened, replied), messages "
+        "(every message.stored), reactions; all = every group"
+    )
+    webhook_grace_s: float = _setting(
+        3.0, "seconds before an offline recipient's push; connecting or reading within it cancels it"
+    )
+    webhook_queue_max: int = _setting(
+        10_000, "most webhook events queued (and offline pushes waiting); beyond it they are dropped"
+    )
+    webhook_batch_max: int = _setting(100, "most events in one webhook POST")
+    webhook_timeout_s: float = _setting(5.0, "seconds one webhook POST may take")
+    webhook_retries: int = _setting(5, "retries of a failed webhook POST before its events are given up")
+    webhook_backoff_s: float = _setting(0.5, "first retry delay of a webhook POST; doubles each retry")
+    webhook_backoff_max_s: float = _setting(30.0, "longest delay between webhook retries")
+    webhook_flush_s: float = _setting(5.0, "seconds shutdown waits for queued webhooks to be sent")
     hello_timeout_s: float = _setting(10.0, "seconds a new connection has to send hello")
     max_frame_bytes: int = _setting(64 * 1024, "largest accepted frame; larger closes with 1009")
     max_depth: int = _setting(8, "deepest nesting of maps and arrays in a frame")
@@ -80,6 +139,15 @@ class HubConfig:
     )
     commit_batch_max: int = _setting(1000, "most messages written in one transaction")
     commit_pending_max: int = _setting(20_000, "most messages waiting for the store")
+    rate_send_per_s: float = _setting(
+        20.0, "messages a connection may send per second (burst twice that; a share counts "
+        "each target; a user's devices together get twice a connection's)"
+    )
+    rate_history_per_s: float = _setting(5.0, "history requests per second per connection")
+    rate_friend_per_s: float = _setting(0.5, "friend requests per second per connection")
+    rate_strikes_max: int = _setting(
+        20, "refusals for rate in a burst (refilled 1 per second) before the connection is closed with 4008"
+    )
     typing_per_s: float = _setting(1.0, "typing signals per second a connection may send (burst 3)")
     watch_ttl_s: float = _setting(600.0, "seconds a watch-together state lives without an update")
     sqlite_synchronous: str = _setting("FULL", "SQLite synchronous mode: FULL or NORMAL")
@@ -99,7 +167,9 @@ class HubConfig:
 
     def check(self) -> HubConfig:
         """Raise :class:`ConfigError` naming the first setting that cannot work."""
-        positive = ("workers", "max_frame_bytes", "max_depth", "max_text_chars", "max_group_members",
+        positive = ("workers", "max_connections", "max_devices_per_user", "handshake_timeout_s",
+                    "ping_interval_s", "ping_timeout_s", "max_frame_bytes", "max_depth",
+                    "max_text_chars", "max_group_members",
                     "max_share_targets", "resume_cap", "resume_total_max", "send_buffer_bytes",
                     "commit_batch_max", "commit_pending_max")
         for name in positive:
@@ -125,6 +195,7 @@ class HubConfig:
             raise ConfigError(f"{_env('log_level')} must be DEBUG, INFO, WARNING or ERROR")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError(f"{_env('sqlite_synchronous')} must be FULL, NORMAL or EXTRA")
+        _check_backend_hooks(self)
         return self
 
     def with_values(self, **values: Any) -> HubConfig:
@@ -182,6 +253,33 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
         default = "" if f.default is None else str(f.default)
         rows.append((f"--{_flag(f.name)}", _env(f.name), default, f.metadata["help"]))
     return rows
+
+
+def _check_backend_hooks(c: HubConfig) -> None:
+    """The webhook and HTTP hook settings: URLs, placeholders, bounds."""
+    for name in ("webhook_url", "dm_policy_url", "card_resolver_url"):
+        url = getattr(c, name)
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{_env(name)} must be an http:// or https:// URL")
+    if c.dm_policy_url and not ("{sender}" in c.dm_policy_url and "{recipient}" in c.dm_policy_url):
+        raise ConfigError(f"{_env('dm_policy_url')} must contain {{sender}} and {{recipient}}")
+    if c.card_resolver_url and "{id}" not in c.card_resolver_url:
+        raise ConfigError(f"{_env('card_resolver_url')} must contain {{id}}")
+    if c.webhook_url and not c.webhook_secret:
+        raise ConfigError(f"{_env('webhook_secret')} is required with {_env('webhook_url')}")
+    names = {n.strip() for n in c.webhook_events.split(",") if n.strip()}
+    unknown = names - set(WEBHOOK_EVENT_GROUPS) - {"all"}
+    if unknown:
+        raise ConfigError(f"{_env('webhook_events')}: unknown {', '.join(sorted(unknown))}; "
+                          f"use {', '.join(WEBHOOK_EVENT_GROUPS)} or all")
+    for name in ("hook_timeout_s", "webhook_queue_max", "webhook_batch_max", "webhook_timeout_s",
+                 "webhook_backoff_s", "webhook_backoff_max_s"):
+        if getattr(c, name) <= 0:
+            raise ConfigError(f"{_env(name)} (--{_flag(name)}) must be positive")
+    for name in ("hook_cache_ttl_s", "hook_cache_size", "webhook_grace_s", "webhook_retries",
+                 "webhook_flush_s"):
+        if getattr(c, name) < 0:
+            raise ConfigError(f"{_env(name)} (--{_flag(name)}) must not be negative")
 
 
 def _env(name: str) -> str:

@@ -46,6 +46,7 @@ from .policy import (
     as_policy,
 )
 from .presence import LocalPresence, PresenceRegistry
+from .ratelimit import RateLimiter
 from .receipts import Receipts
 from .session import Connection, Session
 from .social import FriendsDmPolicy, Social
@@ -109,8 +110,10 @@ class Hub:
             OpenDmPolicy() if config.dm_policy == "everyone" else FriendsDmPolicy(self.social.graph)
         )
         self._unwelcomed: set[Connection] = set()  # connected, no hello yet
+        self.connection_count = 0
         self.convs = ConversationCache(store)
         self.metrics = HubMetrics()
+        self.rates = RateLimiter(config)
         self.writer: GroupCommitWriter[_Ticket] = GroupCommitWriter(
             store, self._committed, self._failed,
             max_pending=config.commit_pending_max, max_batch=config.commit_batch_max,
@@ -131,7 +134,8 @@ class Hub:
     async def start(self) -> None:
         if self.cluster is not None:
             await self.cluster.start()
-        await self.presence.start(self.cluster.node if self.cluster else "local", self.social.lost)
+        await self.presence.start(self.cluster.node if self.cluster else "local", self.social.lost,
+                                  self._nodes_gone)
         self.writer.start()
 
     async def close(self, *, drain: bool = False) -> None:
@@ -180,6 +184,13 @@ class Hub:
 
     async def serve(self, conn: Connection) -> None:
         """Run one connection from its first frame to its end."""
+        self.connection_count += 1
+        try:
+            await self._serve(conn)
+        finally:
+            self.connection_count -= 1
+
+    async def _serve(self, conn: Connection) -> None:
         incoming = aiter(conn)
         self._unwelcomed.add(conn)
         try:
@@ -245,6 +256,11 @@ class Hub:
             conn.send(encode(events.error(rid, exc.code, exc.message)))
             conn.close(CloseCode.UNAUTHORIZED, exc.message)
             return None
+        if len(self.sessions.get(identity.user, ())) >= self.config.max_devices_per_user:
+            message = f"at most {self.config.max_devices_per_user} connections per user"
+            conn.send(encode(events.error(rid, ErrorCode.RATE_LIMITED, message)))
+            conn.close(CloseCode.RATE_LIMITED, message)
+            return None
         session = Session(conn, identity.user, identity.name, hello.device,
                           self.config.send_buffer_bytes)
         session.issued_at_ms = identity.issued_at_ms
@@ -260,7 +276,7 @@ class Hub:
     async def _welcome(self, session: Session, hello: f.Hello) -> None:
         convs = await self.store.user_conversations(session.user)
         if self.cluster is not None and len(self.sessions.get(session.user, ())) == 1:
-            await self.cluster.user_here(session.user, [c.conv for c in convs])
+            await self.cluster.user_here(session.user, {c.conv: c.last_seq for c in convs})
         listed = []
         for c in convs:
             item: dict[str, Any] = {"conv": c.conv, "kind": c.kind, "last_seq": c.last_seq,
@@ -356,19 +372,29 @@ class Hub:
                 if user not in self.sessions:
                     self.social.graph.forget(user)
 
+    def _nodes_gone(self) -> None:
+        """Another node stopped or died: what it stored but never published needs gaps here."""
+        self.spawn(self.catch_up_all())
+
     async def catch_up_all(self) -> None:
-        """After the broker lost events: a ``gap`` for every followed conversation that moved."""
+        """After events may have been lost (the broker reconnected, or another node died
+        between storing and publishing): a ``gap`` for every followed conversation that
+        moved past what this node delivered."""
         if self.cluster is None:
             return
         for conv_id in self.cluster.followed_convs():
-            cached = self.convs.peek(conv_id)
+            seen = self.cluster.seen(conv_id)
             fresh = await self.store.load_conversation(conv_id)
             if fresh is None:
                 continue
-            seen = cached.last_seq if cached is not None else None
-            self.convs.forget(conv_id)
-            self.convs.changed(fresh)
+            cached = self.convs.peek(conv_id)
+            if seen is None:
+                seen = cached.last_seq if cached is not None else None
+            if cached is None or fresh.last_seq >= cached.last_seq:  # never move the cache back
+                self.convs.forget(conv_id)
+                self.convs.changed(fresh)
             if seen is not None and fresh.last_seq > seen:
+                self.cluster.saw(conv_id, fresh.last_seq)
                 self.deliver_local(fresh.members, encode(events.gap(conv_id, seen + 1, fresh.last_seq)))
 
     async def _on_frame(self, session: Session, data: bytes | str) -> bool:
@@ -390,7 +416,8 @@ class Hub:
         except RequestError as exc:
             if frame["t"] not in f.SIGNALS:
                 self.metrics.errors.labels(str(exc.code)).inc()
-                session.reply(events.error(f.request_id(frame), exc.code, exc.message))
+                session.reply(events.error(f.request_id(frame), exc.code, exc.message,
+                                           exc.retry_after_ms))
         except Exception:
             log.exception("%s: request %r failed", session.id, frame["t"])
             self.metrics.errors.labels("internal").inc()
@@ -501,6 +528,8 @@ class Hub:
             raise RequestError(ErrorCode.UNAVAILABLE, str(exc)) from None
 
     async def _send(self, session: Session, req: f.Send) -> None:
+        if not session.trusted:
+            self.rates.check(session, "send")
         conv = await self._writable(session, req.to, req.conv)
         reply = await self._reply_target(conv, req.reply)
         card = (await self.resolver.resolve(req.video)).to_wire() if req.video else None
@@ -509,6 +538,8 @@ class Hub:
         self._submit(item, _Ticket(session, req.id, received=time.perf_counter()))
 
     async def _share(self, session: Session, req: f.Share) -> None:
+        if not session.trusted:
+            self.rates.check(session, "send", len(req.to) + len(req.convs))
         targets = [("to", u) for u in req.to] + [("conv", c) for c in req.convs]
         tracker = _ShareReply(session, req.id, [{key: t} for key, t in targets], 0)
         card = (await self.resolver.resolve(req.video)).to_wire()
@@ -595,6 +626,8 @@ class Hub:
             ticket.session.reply(events.error(ticket.request_id, code, message))
 
     async def _history(self, session: Session, req: f.History) -> None:
+        if not session.trusted:
+            self.rates.check(session, "history")
         conv = await self.convs.get(req.conv)
         if conv is None or (session.user not in conv.members and not session.trusted):
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)

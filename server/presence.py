@@ -13,10 +13,14 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Protocol
 
 OnLost = Callable[[list[str]], Awaitable[None]]
+OnGone = Callable[[], None]
 
 
 class PresenceRegistry(Protocol):
-    async def start(self, node: str, on_lost: OnLost) -> None: ...
+    async def start(self, node: str, on_lost: OnLost, on_gone: OnGone | None = None) -> None:
+        """Begin; ``on_lost(users)`` reports users left offline by a dead node (on the one
+        node that sweeps it), ``on_gone()`` tells every node that another one is gone."""
+        ...
 
     async def arrive(self, user: str) -> bool:
         """Record ``user`` here; True if they were offline on every node."""
@@ -37,7 +41,7 @@ class LocalPresence:
     def __init__(self, connected: Collection[str]) -> None:
         self._connected = connected
 
-    async def start(self, node: str, on_lost: OnLost) -> None:
+    async def start(self, node: str, on_lost: OnLost, on_gone: OnGone | None = None) -> None:
         pass
 
     async def arrive(self, user: str) -> bool:

@@ -20,8 +20,11 @@ async def hub_factory(tmp_path: Path) -> AsyncIterator[HubFactory]:
     async def start(**settings: Any) -> ClipwireServer:
         # Open DMs unless a test asks for the friends policy: most tests are about
         # messaging, and tests/server/test_social*.py cover the policy itself.
+        # Rate limits high enough for tests that send in bulk; tests/server/test_rate_limits.py
+        # sets its own.
         values: dict[str, Any] = {"port": 0, "db": str(tmp_path / "hub.db"), "secret": SECRET,
-                                  "dm_policy": "everyone"}
+                                  "dm_policy": "everyone", "rate_send_per_s": 100_000.0,
+                                  "rate_history_per_s": 100_000.0, "rate_friend_per_s": 100_000.0}
         values.update(settings)
         server = ClipwireServer(HubConfig(**values))
         await server.start()

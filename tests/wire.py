@@ -205,7 +205,8 @@ class HubProcess:
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()  # the pipe of a process killed before this restart
         env = {**os.environ, "CLIPWIRE_SECRET": SECRET, "CLIPWIRE_LOG_LEVEL": "WARNING",
-               "CLIPWIRE_DM_POLICY": "everyone",
+               "CLIPWIRE_DM_POLICY": "everyone", "CLIPWIRE_RATE_SEND_PER_S": "100000",
+               "CLIPWIRE_RATE_HISTORY_PER_S": "100000", "CLIPWIRE_RATE_FRIEND_PER_S": "100000",
                **self.extra_env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "clipwire.server", "serve", "--port", str(port), "--db", str(self.db)],

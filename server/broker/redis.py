@@ -186,6 +186,11 @@ class RedisPresence:
     expired are removed from presence by whichever node takes the sweep lock,
     and those left on no node are reported offline. So a node that dies shows
     its users offline within ``ttl_s * 4 / 3`` (20 s with the default 15 s).
+    Every node also notices, at its next sweep, that a node it saw alive is gone,
+    and calls ``on_gone`` (the hub then sends gaps for what that node stored but
+    may never have published). A heartbeat that finds this node unregistered
+    (Redis restarted empty, or this node was swept while cut off) registers its
+    users again.
     """
 
     def __init__(self, broker: RedisBroker, *, ttl_s: float = 15.0) -> None:
@@ -193,10 +198,13 @@ class RedisPresence:
         self.ttl_s = ttl_s
         self.node = ""
         self._on_lost: Any = None
+        self._on_gone: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._peers: set[str] = set()  # other nodes alive at the last sweep
+        self._here: set[str] = set()  # users this node has registered
 
-    async def start(self, node: str, on_lost: Any) -> None:
-        self.node, self._on_lost = node, on_lost
+    async def start(self, node: str, on_lost: Any, on_gone: Any = None) -> None:
+        self.node, self._on_lost, self._on_gone = node, on_lost, on_gone
         await self._heartbeat()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="presence")
 
@@ -205,7 +213,26 @@ class RedisPresence:
         pipe = r.pipeline(transaction=False)
         pipe.set(f"cw:alive:{self.node}", 1, px=int(self.ttl_s * 1000))
         pipe.sadd("cw:nodes", self.node)
+        _, registered = await pipe.execute()
+        if registered and self._here:
+            await self._register_again()
+
+    async def _register_again(self) -> None:
+        users = sorted(self._here)
+        pipe = self._broker.client.pipeline(transaction=False)
+        for user in users:
+            pipe.sadd(f"cw:p:{user}", self.node)
+        pipe.sadd(f"cw:users:{self.node}", *users)
         await pipe.execute()
+        left = [user for user in users if user not in self._here]  # left meanwhile
+        if left:
+            pipe = self._broker.client.pipeline(transaction=False)
+            for user in left:
+                pipe.srem(f"cw:p:{user}", self.node)
+            pipe.srem(f"cw:users:{self.node}", *left)
+            await pipe.execute()
+        log.warning("presence: this node was not registered in Redis; registered %d users again",
+                    len(users))
 
     async def _run(self) -> None:
         while True:
@@ -220,9 +247,13 @@ class RedisPresence:
 
     async def _sweep(self) -> None:
         r = self._broker.client
+        alive: set[str] = set()
         for raw in await r.smembers("cw:nodes"):
             node = raw.decode() if isinstance(raw, bytes) else raw
-            if node == self.node or await r.exists(f"cw:alive:{node}"):
+            if node == self.node:
+                continue
+            if await r.exists(f"cw:alive:{node}"):
+                alive.add(node)
                 continue
             if not await r.set(f"cw:sweep:{node}", self.node, nx=True, px=int(self.ttl_s * 2000)):
                 continue  # another node is sweeping it
@@ -241,8 +272,13 @@ class RedisPresence:
             log.warning("presence: node %s is gone; %d users offline", node, len(lost))
             if lost and self._on_lost is not None:
                 await self._on_lost(lost)
+        gone, self._peers = self._peers - alive, alive
+        if gone and self._on_gone is not None:
+            log.warning("presence: node(s) %s gone; catching up", ", ".join(sorted(gone)))
+            self._on_gone()
 
     async def arrive(self, user: str) -> bool:
+        self._here.add(user)
         pipe = self._broker.client.pipeline(transaction=True)
         pipe.sadd(f"cw:p:{user}", self.node)
         pipe.scard(f"cw:p:{user}")
@@ -251,6 +287,7 @@ class RedisPresence:
         return bool(added) and count == 1
 
     async def leave(self, user: str) -> bool:
+        self._here.discard(user)
         pipe = self._broker.client.pipeline(transaction=True)
         pipe.srem(f"cw:p:{user}", self.node)
         pipe.scard(f"cw:p:{user}")

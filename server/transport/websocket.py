@@ -20,7 +20,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidState
 from websockets.http11 import Request, Response
 from websockets.protocol import State
-from websockets.typing import Subprotocol
+from websockets.typing import Origin, Subprotocol
 
 from clipwire.protocol import SUBPROTOCOL, CloseCode
 
@@ -86,6 +86,9 @@ def _router(hub: Hub) -> Callable[[ServerConnection, Request], Awaitable[Respons
     async def route(connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == WS_PATH:
+            if hub.connection_count >= hub.config.max_connections:
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,
+                                          "hub full: try another node or later\n")
             return None
         if path == HEALTH_PATH:
             return connection.respond(HTTPStatus.OK, "ok\n")
@@ -124,16 +127,24 @@ async def start_websocket_server(hub: Hub, host: str, port: int, *,
         finally:
             await conn.finish()
 
+    config = hub.config
+    origins: list[Origin | None] | None = None
+    if config.allowed_origins:
+        # Browsers always send Origin; native apps and servers send none and are served.
+        origins = [Origin(o.strip()) for o in config.allowed_origins.split(",") if o.strip()]
+        origins.append(None)
     return await serve(
         handler,
         host,
         port,
         process_request=_router(hub),
         select_subprotocol=_select_subprotocol,
-        max_size=hub.config.max_frame_bytes,
-        compression=None,
-        ping_interval=20,
-        ping_timeout=20,
+        origins=origins,
+        max_size=config.max_frame_bytes,  # after decompression too: no compression bomb
+        compression="deflate" if config.permessage_deflate else None,
+        open_timeout=config.handshake_timeout_s,
+        ping_interval=config.ping_interval_s,
+        ping_timeout=config.ping_timeout_s,
         max_queue=16,
         server_header="Clipwire",
         reuse_port=reuse_port,

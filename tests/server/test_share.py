@@ -102,3 +102,141 @@ async def test_share_target_bound_follows_the_setting(hub_factory: HubFactory, d
     assert (over["t"], over["code"]) == ("error", "bad_request")
     ok = await alice.ok("share", cmid="s2", video=CARD, to=["a", "b", "c"])
     assert [r["seq"] for r in ok["results"]] == [1, 1, 1]
+
+
+# -- share to many, under the social rules -----------------------------------
+
+
+async def test_share_to_fifty_targets_honours_policy_blocks_and_membership(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    server = await hub_factory(dm_policy="friends")
+    card = video_card("clip-50", caption="for everyone", duration_ms=60_000, at_ms=15_000)
+    alice = await dial(server.url, "alice")
+    friends = [f"friend{n}" for n in range(20)]
+    for user in friends:  # they are offline: the requests wait for them
+        await alice.ok("friend.request", user=user)
+    for user in friends:
+        friend = await dial(server.url, user)
+        await friend.ok("friend.accept", user="alice")
+        await friend.close()
+    strangers = [f"stranger{n}" for n in range(5)]
+    blockers, blocked = ["blocker0", "blocker1", "blocker2"], ["blocked0", "blocked1"]
+    for user in blockers:
+        client = await dial(server.url, user)
+        await client.ok("block", user="alice")
+        await client.close()
+    for user in blocked:
+        await alice.ok("block", user=user)
+    mine = [(await alice.ok("group.create", members=[friends[n]], title=f"mine {n}"))["conv"]
+            for n in range(15)]
+    owner = await dial(server.url, "owner")
+    theirs = [(await owner.ok("group.create", members=["friend0"], title=f"theirs {n}"))["conv"]
+              for n in range(5)]
+    online_friend = await dial(server.url, "friend0")
+
+    # Interleave allowed and forbidden targets: 30 users and 20 groups.
+    to = [u for group in zip(friends[:5], strangers, strict=True) for u in group] + friends[5:15]
+    to += [u for group in zip(friends[15:18], blockers, strict=True) for u in group]
+    to += friends[18:] + blocked
+    convs = [c for group in zip(mine[:5], theirs, strict=True) for c in group] + mine[5:]
+    assert (len(to), len(convs)) == (30, 20)
+    reply = await alice.ok("share", cmid="fifty", video=card, text="all of you", to=to, convs=convs)
+    results = reply["results"]
+    assert len(results) == 50
+    forbidden_users = set(strangers) | set(blockers) | set(blocked)
+    for target, result in zip(to, results[:30], strict=True):
+        if target in forbidden_users:
+            assert result == {"to": target, "error": "forbidden"}, result
+        else:
+            assert result["to"] == target and result["conv"].startswith("dm:") and result["seq"] == 1
+    for target, result in zip(convs, results[30:], strict=True):
+        if target in theirs:
+            assert result == {"conv": target, "error": "forbidden"}, result
+        else:
+            assert (result["conv"], result["seq"]) == (target, 1)
+    allowed = [r["conv"] for r in results if "error" not in r]
+    assert len(allowed) == 20 + 15
+
+    # Stored exactly the allowed ones, one message each, with the card and its start position.
+    for conv in allowed:
+        [stored] = (await alice.ok("history", conv=conv))["messages"]
+        assert (stored["seq"], stored["from"], stored["cmid"], stored["kind"], stored["video"],
+                stored["text"]) == (1, "alice", "fifty", "video", card, "all of you")
+    listed = (await dial(server.url, "alice")).welcome["convs"]
+    assert sorted(c["conv"] for c in listed) == sorted(allowed)
+    for conv in theirs:
+        assert (await owner.ok("history", conv=conv))["messages"] == []
+    for user in [*strangers, *blockers, *blocked]:
+        assert (await dial(server.url, user)).welcome["convs"] == []
+    live = await online_friend.event("msg", conv=results[0]["conv"])
+    assert live["video"]["at_ms"] == 15_000
+
+    # A retry with the same cmid is safe target by target: the same seqs, nothing stored twice.
+    again = await alice.ok("share", cmid="fifty", video=card, text="all of you", to=to, convs=convs)
+    assert [(r.get("conv"), r.get("seq"), r.get("error")) for r in again["results"]] == [
+        (r.get("conv"), r.get("seq"), r.get("error")) for r in results]
+    for conv in allowed[:3] + allowed[-3:]:
+        assert len((await alice.ok("history", conv=conv))["messages"]) == 1
+    await online_friend.ok("ping")  # read what came, so the socket closes at once
+
+
+async def test_share_honours_blocks_under_the_open_policy(hub_factory: HubFactory, dial: Dial) -> None:
+    server = await hub_factory(dm_policy="everyone")
+    alice, bob, carol = [await dial(server.url, u) for u in ("alice", "bob", "carol")]
+    dm_with_carol = (await alice.ok("send", to="carol", cmid="c1", text="hi"))["conv"]
+    await bob.ok("block", user="alice")
+    await alice.ok("block", user="carol")
+    reply = await alice.ok("share", cmid="s1", video=CARD, to=["bob", "carol", "dave"], convs=[dm_with_carol])
+    results = reply["results"]
+    assert results[:2] == [{"to": "bob", "error": "forbidden"}, {"to": "carol", "error": "forbidden"}]
+    assert (results[2]["to"], results[2]["seq"]) == ("dave", 1)
+    assert results[3] == {"conv": dm_with_carol, "error": "forbidden"}
+    assert len((await carol.ok("history", conv=dm_with_carol))["messages"]) == 1
+    assert sorted(c["peer"] for c in (await dial(server.url, "alice")).welcome["convs"]) == ["carol", "dave"]
+
+
+async def test_replies_to_a_moment_of_a_share_are_validated_against_that_conversation(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    server = await hub_factory()
+    alice, bob = await dial(server.url, "alice"), await dial(server.url, "bob")
+    busy = (await alice.ok("group.create", members=["bob"], title="busy"))["conv"]
+    for n in range(5):
+        await alice.ok("send", conv=busy, cmid=f"b{n}", text=f"busy {n}")
+    share = await alice.ok("share", cmid="s1", video=CARD, to=["bob"])
+    dm = share["results"][0]["conv"]
+    assert share["results"][0]["seq"] == 1
+
+    refused = [
+        await bob.call("send", conv=dm, cmid="r1", text="re", reply={"seq": 3}),  # seq 3 is busy's
+        await bob.call("send", conv=dm, cmid="r2", text="re", reply={"seq": 2}),  # not yet
+        await bob.call("send", conv=dm, cmid="r3", text="re", reply={"seq": 1, "at_ms": 42_001}),
+        await bob.call("send", conv=busy, cmid="r4", text="re", reply={"seq": 1, "at_ms": 10}),  # a text
+    ]
+    for reply in refused:
+        assert (reply["t"], reply["code"]) == ("error", "bad_request"), reply
+    ok = await bob.ok("send", conv=dm, cmid="r5", text="that bit!", reply={"seq": 1, "at_ms": 41_000})
+    assert ok["seq"] == 2  # nothing was stored by the refused replies
+    assert (await alice.event("msg", conv=dm, seq=2))["reply"] == {"seq": 1, "at_ms": 41_000}
+    stored = (await alice.ok("history", conv=dm))["messages"]
+    assert [m.get("reply") for m in stored] == [None, {"seq": 1, "at_ms": 41_000}]
+    resumed = await dial(server.url, "alice", resume={dm: 1})
+    assert (await resumed.event("msg", conv=dm))["reply"] == {"seq": 1, "at_ms": 41_000}
+    await alice.ok("ping")
+
+
+async def test_a_user_and_their_dm_named_together_get_one_message(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    server = await hub_factory()
+    alice, bob = await dial(server.url, "alice"), await dial(server.url, "bob")
+    dm = (await alice.ok("send", to="bob", cmid="c1", text="hi"))["conv"]
+    reply = await alice.ok("share", cmid="both", video=CARD, to=["bob"], convs=[dm])
+    by_user, by_conv = reply["results"]
+    assert (by_user["conv"], by_user["seq"]) == (by_conv["conv"], by_conv["seq"]) == (dm, 2)
+    assert [m["seq"] for m in (await bob.ok("history", conv=dm))["messages"]] == [1, 2]
+    await bob.event("msg", seq=1)
+    await bob.event("msg", seq=2)
+    await alice.ok("send", conv=dm, cmid="c3", text="next")
+    assert (await bob.event("msg"))["seq"] == 3  # no second copy of the share in between
