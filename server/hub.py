@@ -490,7 +490,9 @@ class Hub:
         """A block either way, or the policy, refuses; both answer alike."""
         if (await self.social.graph.blocked_either(sender, recipient)
                 or not await self.policy.may_dm(sender, recipient)):
-            raise RequestError(ErrorCode.FORBIDDEN, "you may not message this user")
+            # The same answer as for a conversation you are not in: no enumeration of
+            # who exists, who blocked you, or which conversations there are.
+            raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
 
     async def _dm(self, a: str, b: str) -> Conversation:
         conv_id = dm_id(a, b)

@@ -34,3 +34,5 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # websockets logs frame payloads at DEBUG: a hello would show part of its token.
+    logging.getLogger("websockets").setLevel(max(logging.INFO, root.level))

@@ -7,7 +7,9 @@ from typing import Any
 from socialhelp import befriend, error_code, group, queued_of, quiet, settle, social_hub
 from wire import Dial, HubFactory, RawClient, history_all, video_card
 
-NOT_ALLOWED = "you may not message this user"
+from clipwire.server.conversations import NO_ACCESS as NO_ACCESS_MESSAGE
+
+NOT_ALLOWED = NO_ACCESS_MESSAGE
 
 
 def stub(msg: dict[str, Any]) -> dict[str, Any]:

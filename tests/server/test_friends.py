@@ -9,6 +9,7 @@ from wire import SECRET, Dial, HubFactory, HubProcess, RawClient, token
 
 from clipwire.server import ClipwireServer, HubConfig
 from clipwire.server.config import ConfigError
+from clipwire.server.conversations import NO_ACCESS as NO_ACCESS_MESSAGE
 
 # -- requests and accepts ---------------------------------------------------
 
@@ -144,7 +145,7 @@ async def test_remove_ends_a_friendship_and_the_dm_right(hub_factory: HubFactory
                   await alice.call("send", conv=dm, cmid="c3", text="still?"),
                   await bob.call("send", conv=dm, cmid="c4", text="no")):
         assert error_code(reply) == "forbidden"
-        assert reply["message"] == "you may not message this user"
+        assert reply["message"] == NO_ACCESS_MESSAGE
     assert [m["text"] for m in (await alice.ok("history", conv=dm))["messages"]] == ["while friends"]
     assert (await join("alice")).welcome["friends"] == []
 
@@ -196,7 +197,7 @@ async def _assert_refused_and_nothing_created(url: str, dial: Dial, sender: RawC
     to = user_of(recipient)
     await quiet(sender, recipient)
     reply = await sender.call("send", to=to, cmid="refused", text="hello stranger")
-    assert error_code(reply) == "forbidden" and reply["message"] == "you may not message this user"
+    assert error_code(reply) == "forbidden" and reply["message"] == NO_ACCESS_MESSAGE
     await settle(sender, recipient)
     assert queued_of(recipient, "conv") == [] and queued_of(recipient, "msg") == []
     assert queued_of(sender, "conv") == []
