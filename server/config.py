@@ -87,7 +87,7 @@ class HubConfig:
     )
     dm_policy_url: str | None = _setting(
         None, "backend URL deciding DMs instead of --dm-policy: GET with {sender} and {recipient} "
-        'filled in, answering {"allow": true|false}; a timeout, error or other answer refuses',
+        'filled in, answering {"allow": true} or false; a timeout, error or other answer refuses',
         secret=True,
     )
     card_resolver_url: str | None = _setting(

@@ -36,6 +36,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 from prometheus_client import CollectorRegistry, Counter
+from yarl import URL
 
 from clipwire.protocol import DEFAULT_LIMITS, Limits, RequestError, VideoCard, parse_video_card
 
@@ -116,7 +117,7 @@ class _HttpHook(Generic[K, V]):
             await self._session.close()
             self._session = None
 
-    async def _lookup(self, key: K, url: str) -> V | None:
+    async def _lookup(self, key: K, url: URL) -> V | None:
         """The answer for ``key``: cached, shared with a request in flight, or asked now."""
         cached = self.cache.get(key)
         if cached is not None:
@@ -134,7 +135,7 @@ class _HttpHook(Generic[K, V]):
         if self._inflight.get(key) is task:
             del self._inflight[key]
 
-    async def _ask(self, key: K, url: str) -> V | None:
+    async def _ask(self, key: K, url: URL) -> V | None:
         self.calls += 1
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -153,7 +154,7 @@ class _HttpHook(Generic[K, V]):
         self._counter.labels("failed").inc()
         self._log.warning("%s hook failed: %s", self.name, problem)
 
-    async def _get(self, url: str) -> Any:
+    async def _get(self, url: URL) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(headers={"User-Agent": "clipwire-hooks",
                                                            "Accept": "application/json"})
@@ -172,10 +173,18 @@ class _HttpHook(Generic[K, V]):
         raise NotImplementedError
 
 
-def _fill(template: str, **values: str) -> str:
+def _fill(template: str, **values: str) -> URL:
+    """The template with each value percent-encoded whole, sent as is (never re-normalized).
+
+    Identifiers may hold any printable character: ``&to=`` must not add a
+    parameter, and an id ``..`` must not climb out of the path.
+    """
     for name, value in values.items():
-        template = template.replace("{" + name + "}", quote(value, safe=""))
-    return template
+        quoted = quote(value, safe="")
+        if set(value) <= {"."}:
+            quoted = value.replace(".", "%2E")
+        template = template.replace("{" + name + "}", quoted)
+    return URL(template, encoded=True)
 
 
 class HttpDmPolicy(_HttpHook[tuple[str, str], bool]):

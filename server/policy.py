@@ -61,7 +61,7 @@ class TrustClientCards:
 
 class HubListener(Protocol):
     """Told of what happens in the hub (webhooks, analytics). ``on_event`` must not block:
-    kinds are ``message.created``, ``message.read``, ``reaction``, ``presence``,
-    ``share.opened`` and ``share.replied``; payloads are plain dicts."""
+    kinds are ``message.created``, ``message.read``, ``reaction`` and ``presence``;
+    payloads are plain dicts. (webhooks.py derives share analytics from them.)"""
 
     def on_event(self, kind: str, payload: dict[str, Any]) -> None: ...

@@ -533,7 +533,12 @@ class WebhookSender:
                 continue
             count = min(self.batch_max, len(self._queue))
             self._inflight = [self._queue.popleft() for _ in range(count)]
-            await self._deliver(self._inflight)
+            try:
+                await self._deliver(self._inflight)
+            except Exception:  # a bug here must not end webhooks for the life of the hub
+                log.exception("webhooks: sending %d event(s) failed", count)
+                self.stats.failed += count
+                self._m_failed.inc(count)
             self._inflight = []
 
     async def _deliver(self, batch: list[dict[str, Any]]) -> None:

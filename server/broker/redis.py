@@ -17,7 +17,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .base import OnMessage, OnReset
 
@@ -57,7 +61,15 @@ class RedisBroker:
 
     async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
         self._on_message, self._on_reset = on_message, on_reset
-        self._client = aioredis.from_url(self.url, health_check_interval=5)
+        # Without a retry, every pooled connection fails once after Redis restarts (its
+        # socket is dead): a dropped publish batch, a failed presence update. A retry
+        # reconnects; commands repeated after a lost reply are idempotent (SADD, SREM)
+        # or harmless (a repeated PUBLISH is a repeat the clients drop).
+        self._client = aioredis.from_url(
+            self.url, health_check_interval=5,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
         try:
             await self._client.ping()
         except (RedisError, OSError) as exc:
@@ -117,7 +129,9 @@ class RedisBroker:
     async def _read(self) -> None:
         backoff = 0.1
         while not self._closing:
-            if not self._channels:
+            # The first subscribe opens the pub/sub connection: until it exists redis-py's
+            # get_message raises RuntimeError, which would end this task for good.
+            if not self._channels or self._pubsub.connection is None:
                 await asyncio.sleep(0.05)
                 continue
             try:
@@ -125,6 +139,11 @@ class RedisBroker:
                 backoff = 0.1
             except (RedisError, OSError) as exc:
                 log.warning("broker: Redis connection lost (%s); retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            except Exception:  # never stop reading: a dead reader silently cuts the node off
+                log.exception("broker: reading from Redis failed; retrying in %.1f s", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
