@@ -1,0 +1,32 @@
+"""Fixtures for the multi-node tests: a private Redis, a fresh PostgreSQL schema, hub processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from clusterhelp import Rig
+from services import PrivateRedis, fresh_schema, require
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    require("redis")
+    redis = PrivateRedis()
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, private_redis: PrivateRedis) -> AsyncIterator[Rig]:
+    """Nodes on this test's own Redis and schema; devices closed, then nodes stopped, at the end."""
+    async with fresh_schema(require("postgres")) as dsn:
+        rig = Rig(tmp_path, private_redis.url, dsn)
+        try:
+            yield rig
+        finally:
+            await rig.close()
+    # The hubs logged no error, their shutdown included (a failed presence update, say).
+    assert rig.errors() == {}, rig.errors()
