@@ -46,7 +46,7 @@ class _NoSocket:
 
     remote = "server-api"
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, ephemeral: bool = False) -> None:
         pass
 
     def close(self, code: int, reason: str) -> None:

@@ -109,12 +109,15 @@ class Cluster:
 
     # -- outgoing -------------------------------------------------------------
 
-    def forward(self, users: Iterable[str], data: bytes, conv: str | None, seq: int | None) -> None:
+    def forward(self, users: Iterable[str], data: bytes, conv: str | None, seq: int | None,
+                ephemeral: bool = False) -> None:
         """Publish an event the local delivery has already handled, for the other nodes."""
         targets = list(users)
         if not targets:
             return
         header: dict[str, Any] = {"n": self.node, "k": "d", "u": targets}
+        if ephemeral:
+            header["e"] = 1
         if conv is not None:
             header["c"] = conv
             if seq is not None:
@@ -176,7 +179,7 @@ class Cluster:
             if conv_id is not None and seq is not None:
                 self.hub.convs.advanced(conv_id, seq)
                 self.saw(conv_id, seq)
-            self.hub.deliver_local(header["u"], data)
+            self.hub.deliver_local(header["u"], data, None, bool(header.get("e")))
         elif kind == "m":
             self._mark_fresh(header["c"])
             self.hub.convs.forget(header["c"])

@@ -426,20 +426,23 @@ class Hub:
     # -- fan-out ------------------------------------------------------------
 
     def deliver(self, users: Any, data: bytes, skip: Session | None = None, *,
-                conv: str | None = None, seq: int | None = None) -> None:
+                conv: str | None = None, seq: int | None = None, ephemeral: bool = False) -> None:
         """Write one encoded frame to every device of ``users``, here and on other nodes.
 
         ``conv`` names the conversation the event belongs to, so other nodes get
         it through that conversation's channel (and ``seq`` keeps their caches current).
+        ``ephemeral`` events (typing, presence, watch) are the first a full send
+        buffer drops, before the client is closed with 4009.
         """
         if self.cluster is None:
-            self.deliver_local(users, data, skip)
+            self.deliver_local(users, data, skip, ephemeral)
             return
         users = list(users)
-        self.deliver_local(users, data, skip)
-        self.cluster.forward(users, data, conv, seq)
+        self.deliver_local(users, data, skip, ephemeral)
+        self.cluster.forward(users, data, conv, seq, ephemeral)
 
-    def deliver_local(self, users: Any, data: bytes, skip: Session | None = None) -> None:
+    def deliver_local(self, users: Any, data: bytes, skip: Session | None = None,
+                      ephemeral: bool = False) -> None:
         """Write one encoded frame to the connected devices of ``users`` on this node."""
         sessions = self.sessions
         written = 0
@@ -448,7 +451,7 @@ class Hub:
             if devices:
                 for session in devices:
                     if session is not skip:
-                        session.push(data)
+                        session.push(data, ephemeral)
                         written += 1
         self.metrics.frames_out.inc(written)
 

@@ -57,7 +57,7 @@ class LiveSignals:
         hidden = record.blocking | record.blocked_by
         audience = [u for u in conv.members if u != session.user and u not in hidden]
         self.hub.deliver(audience, encode({"t": "typing", "conv": conv.conv, "user": session.user}),
-                         conv=conv.conv)
+                         conv=conv.conv, ephemeral=True)
 
     async def _watch_request(self, session: Session, req: f.Watch) -> None:
         conv = await self.hub.convs.get(req.conv)
@@ -72,7 +72,7 @@ class LiveSignals:
         self._expire(ts)
         session.reply({"t": "ok", "id": req.id, "ts": ts})
         event = {"t": "watch", "conv": conv.conv, **state.to_wire()}
-        self.hub.deliver(conv.members, encode(event), skip=session, conv=conv.conv)
+        self.hub.deliver(conv.members, encode(event), skip=session, conv=conv.conv, ephemeral=True)
 
     def current(self, conv: str) -> WatchState | None:
         """The live playback state of ``conv``, if one was set recently."""

@@ -25,8 +25,12 @@ class Connection(Protocol):
     @property
     def remote(self) -> str: ...
 
-    def send(self, data: bytes) -> None:
-        """Queue one binary frame without waiting; the transport bounds the queue."""
+    def send(self, data: bytes, ephemeral: bool = False) -> None:
+        """Queue one binary frame without waiting; the transport bounds the queue.
+
+        An ``ephemeral`` frame (typing, presence, watch) may be dropped when the
+        queue is filling up, so that messages keep their room.
+        """
         ...
 
     def close(self, code: int, reason: str) -> None:
@@ -61,9 +65,9 @@ class Session:
         self._held_bytes = 0
         self._held_limit = held_limit
 
-    def push(self, data: bytes) -> None:
+    def push(self, data: bytes, ephemeral: bool = False) -> None:
         if self._held is None:
-            self.conn.send(data)
+            self.conn.send(data, ephemeral)
             return
         self._held.append(data)
         self._held_bytes += len(data)

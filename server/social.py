@@ -136,7 +136,7 @@ class Social:
         hidden = record.blocking | record.blocked_by
         audience = [u for u in record.friends if u not in hidden]
         data = encode({"t": "presence", "user": user, "online": online, "last_seen": last_seen})
-        self.hub.deliver(audience, data)
+        self.hub.deliver(audience, data, ephemeral=True)
         skip = hidden | record.friends  # friends had it already
         self.to_watchers(user, data, skip)
         if self.hub.cluster is not None:

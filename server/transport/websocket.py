@@ -29,9 +29,15 @@ from ..hub import Hub
 log = logging.getLogger("clipwire.transport")
 
 WS_PATH = "/ws"
+# Once the hub closes a connection (or a peer stops answering pings), how long it
+# waits for the closing handshake before dropping the TCP connection.
+CLOSE_TIMEOUT_S = 2.0
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 METRICS_PATH = "/metrics"
+
+# More HTTP routes on the hub's port (the web demo): the response, or None for "not mine".
+HttpRoute = Callable[[ServerConnection, Request], Awaitable[Response | None]]
 
 
 class WebSocketConnection:
@@ -42,17 +48,22 @@ class WebSocketConnection:
         self._max_buffered_bytes = max_buffered_bytes
         self._close: tuple[int, str] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self.ephemeral_dropped = 0
 
     @property
     def remote(self) -> str:
         address = self._ws.remote_address
         return f"{address[0]}:{address[1]}" if address else "?"
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, ephemeral: bool = False) -> None:
         ws = self._ws
         if self._close is not None or ws.protocol.state is not State.OPEN:
             return
-        if ws.transport.get_write_buffer_size() > self._max_buffered_bytes:
+        buffered = ws.transport.get_write_buffer_size()
+        if ephemeral and buffered > self._max_buffered_bytes // 2:
+            self.ephemeral_dropped += 1  # typing, presence, watch go first
+            return
+        if buffered > self._max_buffered_bytes:
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer: send buffer full, resume later")
             return
         try:
@@ -80,8 +91,9 @@ class WebSocketConnection:
             await self._closer
 
 
-def _router(hub: Hub) -> Callable[[ServerConnection, Request], Awaitable[Response | None]]:
-    """HTTP on the WebSocket port: /healthz (alive), /readyz (store and broker), /metrics."""
+def _router(hub: Hub, extra: HttpRoute | None = None) -> HttpRoute:
+    """HTTP on the WebSocket port: /healthz (alive), /readyz (store and broker), /metrics,
+    then ``extra``'s routes."""
 
     async def route(connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
@@ -97,14 +109,29 @@ def _router(hub: Hub) -> Callable[[ServerConnection, Request], Awaitable[Respons
             status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
             return connection.respond(status, why + "\n")
         if path == METRICS_PATH:
-            response = connection.respond(HTTPStatus.OK, "")
-            response.body = hub.metrics.render()
-            response.headers["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
-            response.headers["Content-Length"] = str(len(response.body))
-            return response
+            return http_response(connection, HTTPStatus.OK, hub.metrics.render(),
+                                 "text/plain; version=0.0.4; charset=utf-8")
+        if extra is not None:
+            response = await extra(connection, request)
+            if response is not None:
+                return response
         return connection.respond(HTTPStatus.NOT_FOUND, f"Clipwire serves WebSocket at {WS_PATH}\n")
 
     return route
+
+
+def http_response(connection: ServerConnection, status: HTTPStatus, body: bytes, content_type: str,
+                  headers: Sequence[tuple[str, str]] = ()) -> Response:
+    """A response with ``body`` as ``content_type`` (one Content-Type, one Content-Length)."""
+    response = connection.respond(status, "")
+    for name in ("Content-Type", "Content-Length"):
+        del response.headers[name]
+    response.headers["Content-Type"] = content_type
+    response.headers["Content-Length"] = str(len(body))
+    for name, value in headers:
+        response.headers[name] = value
+    response.body = body
+    return response
 
 
 def _select_subprotocol(connection: ServerConnection,
@@ -114,8 +141,8 @@ def _select_subprotocol(connection: ServerConnection,
 
 
 async def start_websocket_server(hub: Hub, host: str, port: int, *,
-                                 reuse_port: bool = False) -> Server:
-    """Listen on ``host:port``: WebSocket at ``/ws``, health at ``/healthz``."""
+                                 reuse_port: bool = False, routes: HttpRoute | None = None) -> Server:
+    """Listen on ``host:port``: WebSocket at ``/ws``, health at ``/healthz``, and ``routes``."""
 
     async def handler(ws: ServerConnection) -> None:
         conn = WebSocketConnection(ws, hub.config.send_buffer_bytes)
@@ -137,7 +164,7 @@ async def start_websocket_server(hub: Hub, host: str, port: int, *,
         handler,
         host,
         port,
-        process_request=_router(hub),
+        process_request=_router(hub, routes),
         select_subprotocol=_select_subprotocol,
         origins=origins,
         max_size=config.max_frame_bytes,  # after decompression too: no compression bomb
@@ -145,10 +172,12 @@ async def start_websocket_server(hub: Hub, host: str, port: int, *,
         open_timeout=config.handshake_timeout_s,
         ping_interval=config.ping_interval_s,
         ping_timeout=config.ping_timeout_s,
+        close_timeout=CLOSE_TIMEOUT_S,
         max_queue=16,
         server_header="Clipwire",
         reuse_port=reuse_port,
     )
 
 
-__all__ = ["HEALTH_PATH", "WS_PATH", "WebSocketConnection", "start_websocket_server"]
+__all__ = ["HEALTH_PATH", "WS_PATH", "HttpRoute", "WebSocketConnection", "http_response",
+           "start_websocket_server"]

@@ -58,3 +58,25 @@ async def test_a_client_that_never_reads_is_closed_4009_and_resumes(
     assert gap["to_seq"] == sent
     history = (await again.ok("history", conv=conv, before=gap["to_seq"] + 1, limit=5))["messages"]
     assert [m["seq"] for m in history] == list(range(sent - 4, sent + 1))
+
+
+async def test_ephemeral_events_are_dropped_first(hub_factory: HubFactory, dial: Dial) -> None:
+    hub = await hub_factory(send_buffer_bytes=256 * 1024, typing_per_s=1000.0)
+    alice = await dial(hub.url, "alice")
+    stalled = await RawClient.open(hub.url, max_queue=1)
+    await stalled.hello(token("carol"))
+    conv = (await alice.ok("group.create", members=["carol"], title="busy"))["conv"]
+    stalled.ws.transport.pause_reading()
+    (carol,) = hub.hub.sessions["carol"]
+    transport = carol.conn._ws.transport
+    for n in range(5000):  # fill carol's buffer past half, without closing her
+        if transport.get_write_buffer_size() > 128 * 1024:
+            break
+        await alice.ok("send", conv=conv, cmid=f"m{n}", text="y" * 3900)
+    assert 128 * 1024 < transport.get_write_buffer_size() <= 256 * 1024
+    for _ in range(5):
+        await alice.send_frame({"t": "typing", "conv": conv})
+    await alice.ok("ping")
+    assert carol.conn.ephemeral_dropped >= 3  # typing went first (the bucket lets 3+ through)...
+    assert carol.conn._close is None  # ...and carol is still connected
+    stalled.ws.transport.abort()
