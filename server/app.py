@@ -20,6 +20,7 @@ from .api import ServerApi
 from .auth import TokenVerifier, secret_beside
 from .broker.base import Broker
 from .config import ConfigError, HubConfig
+from .demo import DemoSite
 from .hooks import HttpCardResolver, HttpDmPolicy
 from .hub import Hub
 from .policy import CardResolver, DmPolicy, HubListener, PolicyFunction
@@ -78,6 +79,9 @@ class ClipwireServer:
         if presence is not None:
             broker.observe_publish = self.hub.metrics.publish.observe  # type: ignore[union-attr]
         self._reuse_port = reuse_port
+        self.demo: DemoSite | None = None
+        if self.config.demo:
+            self.demo = DemoSite(self.config)
         self.api: ServerApi | None = None
         self._server: Server | None = None
         self.port = config.port
@@ -92,7 +96,8 @@ class ClipwireServer:
         if self.webhooks is not None:
             await self.webhooks.start()
         self._server = await start_websocket_server(
-            self.hub, self.config.host, self.config.port, reuse_port=self._reuse_port
+            self.hub, self.config.host, self.config.port, reuse_port=self._reuse_port,
+            routes=self.demo.route if self.demo is not None else None,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         if self.config.api_key:

@@ -65,6 +65,10 @@ def _serve(args: argparse.Namespace) -> int:
         await server.start()
         print(f"Clipwire hub on {server.url} (health: http://{config.host}:{server.port}/healthz)",
               flush=True)
+        if config.demo:
+            shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+            print(f"Demo: open http://{shown}:{server.port}/ in two browser windows "
+                  "(anyone reaching this port can sign in as anyone)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

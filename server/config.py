@@ -70,6 +70,10 @@ class HubConfig:
         None, "comma-separated Origins browsers may connect from (e.g. https://app.example); "
         "clients sending no Origin (native apps) are always served"
     )
+    demo: bool = _setting(
+        False, "serve the web demo at / and a token endpoint signing in ANY user at /demo/token: "
+        "for trying Clipwire on your machine, never in production"
+    )
     max_connections: int = _setting(100_000, "connections this hub accepts; more get HTTP 503")
     max_devices_per_user: int = _setting(
         10, "connections one user may hold on this hub; one more is refused with 4008"
@@ -187,6 +191,9 @@ class HubConfig:
             raise ConfigError(f"{_env('jwt_algorithm')} must be HS256, RS256 or ES256")
         if self.jwt_algorithm == "HS256" and not self.secret:
             raise ConfigError(f"{_env('secret')} is required for HS256 tokens")
+        if self.demo and self.jwt_algorithm != "HS256":
+            raise ConfigError(f"{_env('demo')} (--demo) signs HS256 tokens: "
+                              f"it needs {_env('jwt_algorithm')}=HS256")
         if self.jwt_algorithm != "HS256" and not self.jwt_public_key_file:
             raise ConfigError(f"{_env('jwt_public_key_file')} is required for {self.jwt_algorithm}")
         if self.log_format not in ("text", "json"):

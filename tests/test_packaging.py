@@ -22,7 +22,9 @@ def test_wheel_holds_every_package(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("protocol/codec.py", "protocol/SPEC.md", "protocol/py.typed",
                    "server/hub.py", "server/store/sqlite.py", "server/transport/websocket.py",
-                   "client/__init__.py", "client/chat.py"):
+                   "client/__init__.py", "client/chat.py", "server/demo/feed.py",
+                   "server/demo/static/index.html", "server/demo/static/app.js",
+                   "server/demo/static/style.css", "server/demo/static/vendor/clipwire-client.js"):
         assert f"clipwire/{module}" in names, module
     assert not any(name.startswith(("server/", "protocol/", "tests/")) for name in names)
 

@@ -1,0 +1,218 @@
+"""The web demo in headless Chromium: alice and bob, each in a browser context of
+their own, on a real `clipwire serve --demo` process.
+
+Chromium is Debian's `chromium` package, driven by Playwright with
+``executable_path`` (no browser download). Without it the test skips, except
+under CI=true, where scripts/test installs it first (scripts/chromium) and a
+missing browser fails. Screenshots of both pages go to tests/demo/artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Locator, Page
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT_MS = 10_000
+VIDEO = "sunset-ride"  # 61 s long in the demo's feed
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CLIPWIRE_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser",
+                      shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    path = chromium_path()
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        problem = "the playwright package is not installed (pip install -e '.[test]')"
+    else:
+        problem = "" if path else "no Chromium (apt-get install chromium, or run scripts/chromium)"
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true, but {problem}")
+        pytest.skip(f"browser tests skipped: {problem}")
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def demo_url(tmp_path: Path) -> Iterator[str]:
+    """A `clipwire serve --demo` process on a free port and a fresh database: its page's URL."""
+    log = (tmp_path / "hub.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clipwire.server", "serve", "--demo", "--port", "0",
+         "--db", str(tmp_path / "hub.db"), "--log-level", "WARNING"],
+        stdout=subprocess.PIPE, stderr=log, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"ws://([\d.]+:\d+)/ws", line)
+        assert found, f"the hub did not start: {line!r}, log: {(tmp_path / 'hub.log').read_text()}"
+        assert "Demo: open http://" in proc.stdout.readline()
+        yield f"http://{found.group(1)}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        log.close()
+
+
+class Person:
+    """One user's page, in a browser context of its own; page errors are kept."""
+
+    def __init__(self, browser: Browser, url: str, user: str) -> None:
+        from playwright.sync_api import expect
+
+        self.user = user
+        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        self.page: Page = self.context.new_page()
+        self.problems: list[str] = []
+        self.page.on("pageerror", lambda error: self.problems.append(f"{user}: {error}"))
+        self.page.on("console", lambda message: message.type == "error" and self.problems.append(
+            f"{user}: console: {message.text}"))
+        self.page.goto(f"{url}?user={user}")
+        expect(self.page.locator("#me-name")).to_have_text(user)
+
+    def friend(self, user: str) -> Locator:
+        return self.page.locator(f"[data-testid=friend][data-user={user}]")
+
+    def card(self) -> Locator:
+        return self.page.locator(f"[data-testid=video-card][data-video={VIDEO}]")
+
+    def bar(self) -> Locator:
+        return self.card().locator("[data-testid=watch-bar]")
+
+    def position(self) -> int:
+        return int(self.bar().get_attribute("data-pos-ms") or "-1")
+
+    def screenshot(self) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{self.user}.png"
+        self.page.screenshot(path=str(path))
+        return path
+
+
+def clock(ms: int) -> str:
+    seconds = ms // 1000
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def eventually(check: Callable[[], Any], what: str, timeout_s: float = WAIT_MS / 1000) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.05)
+
+
+def test_alice_shares_a_video_bob_reacts_and_replies_at_a_moment_and_they_watch_together(
+    browser: Browser, demo_url: str
+) -> None:
+    from playwright.sync_api import expect
+
+    people: list[Person] = []
+    try:
+        alice = Person(browser, demo_url, "alice")
+        people.append(alice)
+        bob = Person(browser, demo_url, "bob")
+        people.append(bob)
+
+        # Befriend through the normal protocol: DMs stay friends-only in the demo.
+        alice.page.fill("#add-friend-input", "bob")
+        alice.page.click("#add-friend-button")
+        expect(alice.page.locator("[data-testid=request-out][data-user=bob]")).to_be_visible()
+        bob.page.locator("[data-testid=request-in][data-user=alice] [data-testid=accept]").click()
+        expect(alice.friend("bob")).to_have_attribute("data-online", "true")
+        expect(bob.friend("alice")).to_have_attribute("data-online", "true")
+
+        # alice shares a video from the feed to bob, with a note.
+        alice.page.locator(f"[data-testid=feed-item][data-video={VIDEO}] [data-testid=share]").click()
+        alice.page.locator("[data-testid=share-target][data-user=bob] input").check()
+        alice.page.fill("#share-note", "watch the jump")
+        alice.page.click("[data-testid=share-send]")
+        expect(alice.card()).to_be_visible()
+
+        # bob sees it arrive unread, opens the chat and sees the card; alice sees it read.
+        chat = bob.page.locator("[data-testid=conv][data-peer=alice]")
+        expect(chat.locator("[data-testid=unread]")).to_have_text("1")
+        chat.click()
+        expect(bob.card().locator(".caption")).to_have_text("Sunset ride along the coast")
+        expect(bob.page.locator("[data-testid=message][data-sender=alice] .bubble")).to_have_text(
+            "watch the jump")
+        expect(alice.page.locator("[data-testid=receipt]")).to_have_text("✓✓ Seen")
+
+        # bob seeks to 40%: alice's bar follows (watch-together).
+        box = bob.bar().bounding_box()
+        assert box is not None
+        bob.page.mouse.click(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2)
+        eventually(lambda: 20_000 < bob.position() < 29_000, "bob's bar is near 40%")
+        moment = bob.position()
+        eventually(lambda: abs(alice.position() - moment) < 500, "alice's bar is where bob put it")
+        expect(alice.bar()).to_have_attribute("data-playing", "false")
+
+        # bob reacts at that moment and replies to it; alice sees both.
+        bob.card().locator("[data-testid=react][data-emoji='🔥']").click()
+        expect(alice.page.locator("[data-testid=reaction][data-emoji='🔥']")).to_have_text(
+            f"🔥 1 · {clock(moment)}")
+        bob.card().locator("[data-testid=reply-moment]").click()
+        expect(bob.page.locator("[data-testid=reply-chip]")).to_contain_text(f"at {clock(moment)}")
+        bob.page.fill("#composer-input", "that jump!")
+        bob.page.press("#composer-input", "Enter")
+        reply = alice.page.locator("[data-testid=message][data-sender=bob]")
+        expect(reply.locator(".bubble")).to_have_text("that jump!")
+        expect(reply.locator("[data-testid=reply-quote]")).to_contain_text(
+            f"Reply to your “Sunset ride along the coast” at {clock(moment)}")
+        expect(bob.page.locator("[data-testid=receipt]")).to_have_text("✓✓ Seen")
+
+        # Typing shows on the other side.
+        alice.page.locator("#composer-input").press_sequentially("on my way")
+        expect(bob.page.locator("[data-testid=typing]")).to_contain_text("alice is typing")
+
+        # alice presses play: bob's bar runs; she pauses: it stops where hers did.
+        alice.card().locator("[data-testid=watch-play]").click()
+        expect(bob.bar()).to_have_attribute("data-playing", "true")
+        expect(bob.card().locator(".watch-status")).to_have_text("Watching together · alice pressed play")
+        start = bob.position()
+        time.sleep(1.0)
+        assert 500 < bob.position() - start < 2_500
+        alice.card().locator("[data-testid=watch-play]").click()
+        expect(bob.bar()).to_have_attribute("data-playing", "false")
+        eventually(lambda: abs(alice.position() - bob.position()) < 300, "both bars stop at one place")
+        assert alice.position() > moment + 500
+        expect(bob.card().locator(".watch-status")).to_contain_text("alice paused at")
+    finally:
+        shots = [person.screenshot() for person in people]
+        print("screenshots:", *(str(path) for path in shots))
+        for person in people:
+            person.context.close()
+    assert [problem for person in people for problem in person.problems] == []
