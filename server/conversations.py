@@ -11,6 +11,8 @@ import hashlib
 import secrets
 from typing import Any
 
+from clipwire.protocol import RequestError
+
 from .store.base import Conversation, Store
 
 NO_ACCESS = "no such conversation, or you are not a member"
@@ -25,6 +27,14 @@ def dm_id(a: str, b: str) -> str:
 
 def new_group_id() -> str:
     return f"g:{secrets.token_urlsafe(12)}"
+
+
+def refuse_nul(value: str | None, name: str) -> None:
+    """Refuse U+0000 in a text stored as such (message text, group title), on every store
+    alike: PostgreSQL text cannot hold it, and one such message failed its whole group
+    commit (every sender in the batch got ``unavailable``), a title ``internal``."""
+    if value is not None and "\x00" in value:
+        raise RequestError.bad(f"'{name}' must not contain U+0000")
 
 
 def summary(conv: Conversation, for_user: str) -> dict[str, Any]:

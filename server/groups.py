@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from clipwire.protocol import ErrorCode, RequestError, encode, events
 from clipwire.protocol import frames as f
 
-from .conversations import NO_ACCESS, new_group_id
+from .conversations import NO_ACCESS, new_group_id, refuse_nul
 from .store.base import Conversation, Role
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class Groups:
                                f"a group holds at most {self.hub.config.max_group_members} members")
 
     async def _group_create(self, session: Session, req: f.GroupCreate) -> None:
+        refuse_nul(req.title, "title")
         others = [u for u in req.members if u != session.user]
         self._check_size(len(others) + 1)
         # Members in the store's order (joined_ts, then user id), so that the member

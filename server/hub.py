@@ -32,7 +32,7 @@ from .auth import Identity, TokenVerifier
 from .broker.base import Broker
 from .cluster import Cluster
 from .config import HubConfig
-from .conversations import NO_ACCESS, ConversationCache, dm_id, summary
+from .conversations import NO_ACCESS, ConversationCache, dm_id, refuse_nul, summary
 from .groups import Groups
 from .live import LiveSignals
 from .metrics import HubMetrics
@@ -535,6 +535,7 @@ class Hub:
     async def _send(self, session: Session, req: f.Send) -> None:
         if not session.trusted:
             self.rates.check(session, "send")
+        refuse_nul(req.text, "text")
         conv = await self._writable(session, req.to, req.conv)
         reply = await self._reply_target(conv, req.reply)
         card = (await self.resolver.resolve(req.video)).to_wire() if req.video else None
@@ -545,6 +546,7 @@ class Hub:
     async def _share(self, session: Session, req: f.Share) -> None:
         if not session.trusted:
             self.rates.check(session, "send", len(req.to) + len(req.convs))
+        refuse_nul(req.text, "text")
         targets = [("to", u) for u in req.to] + [("conv", c) for c in req.convs]
         tracker = _ShareReply(session, req.id, [{key: t} for key, t in targets], 0)
         card = (await self.resolver.resolve(req.video)).to_wire()
