@@ -141,11 +141,24 @@ class SQLiteStore:
         """Bring the schema up to date; returns the version it ends at."""
         w = self._w
         async with self._write_lock:
-            (version,) = await self._one(w, "PRAGMA user_version")
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                log.info("migrating %s to schema version %d", self.path, number)
-                await w.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;")
-            return len(MIGRATIONS)
+            while True:
+                # The version is read under the write lock, so processes sharing the
+                # file (workers starting together) migrate each step exactly once.
+                await w.execute("BEGIN IMMEDIATE")
+                try:
+                    (version,) = await self._one(w, "PRAGMA user_version")
+                    if version >= len(MIGRATIONS):
+                        await w.execute("COMMIT")
+                        return len(MIGRATIONS)
+                    log.info("migrating %s to schema version %d", self.path, version + 1)
+                    for statement in MIGRATIONS[version].split(";"):
+                        if statement.strip():
+                            await w.execute(statement)
+                    await w.execute(f"PRAGMA user_version={version + 1}")
+                    await w.execute("COMMIT")
+                except BaseException:
+                    await self._rollback()
+                    raise
 
     async def close(self) -> None:
         for conn in (self._reader, self._writer):

@@ -17,6 +17,7 @@ from services import fresh_schema, require
 from clipwire.server.store.base import NewMessage, Store
 from clipwire.server.store.group_commit import GroupCommitWriter
 from clipwire.server.store.postgres import PostgresStore
+from clipwire.server.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 from clipwire.server.store.sqlite import SQLiteStore
 
 
@@ -280,3 +281,30 @@ async def test_messages_found_by_video_and_revocations(store: Store) -> None:
     await store.revoke("a", 500)
     await store.revoke("a", 400)  # never moves back
     assert await store.revoked_before("a") == 500
+
+
+async def test_processes_opening_a_new_sqlite_file_together_migrate_once(tmp_path: Path) -> None:
+    """Workers started together race to create the schema: each step runs once."""
+    import multiprocessing
+
+    path = tmp_path / "race.db"
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_open_store, args=(str(path),)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(30)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
+    store = SQLiteStore(path)
+    await store.open()
+    assert await store.migrate() == len(SQLITE_MIGRATIONS)
+    await store.close()
+
+
+def _open_store(path: str) -> None:
+    async def run() -> None:
+        store = SQLiteStore(path)
+        await store.open()
+        await store.close()
+
+    asyncio.run(run())
