@@ -49,6 +49,7 @@ def supervise(config: HubConfig, argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     for _ in range(config.workers):
         workers.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
+    _wait_listening(config.host, port, workers)
     print(f"Clipwire hub on ws://{config.host}:{port}/ws with {config.workers} workers "
           f"(health: http://{config.host}:{port}/healthz)", flush=True)
     while not stopping:
@@ -65,6 +66,20 @@ def supervise(config: HubConfig, argv: list[str]) -> int:
         except subprocess.TimeoutExpired:
             worker.kill()
     return 0
+
+
+def _wait_listening(host: str, port: int, workers: list[subprocess.Popen[bytes]],
+                    timeout_s: float = 30.0) -> None:
+    """Announce the hub only once a worker accepts connections (clients start on that line)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(worker.poll() is not None for worker in workers):
+            return  # a worker failed to start: the loop below reports and restarts it
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
 
 
 def _without_port(argv: list[str]) -> list[str]:

@@ -28,6 +28,10 @@ from .base import OnMessage, OnReset
 log = logging.getLogger("clipwire.broker")
 
 
+POOL_SIZE = 32  # connections per node for publishes and presence (pub/sub has its own)
+POOL_WAIT_S = 10.0
+
+
 class BrokerUnavailable(Exception):
     """Redis cannot be reached at start; the message says where it was looked for."""
 
@@ -65,11 +69,14 @@ class RedisBroker:
         # socket is dead): a dropped publish batch, a failed presence update. A retry
         # reconnects; commands repeated after a lost reply are idempotent (SADD, SREM)
         # or harmless (a repeated PUBLISH is a repeat the clients drop).
-        self._client = aioredis.from_url(
-            self.url, health_check_interval=5,
+        # A bounded pool that makes callers wait for a free connection: hundreds of
+        # clients leaving at once must queue their presence updates, not fail them.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S, health_check_interval=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
+        self._client = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
         try:
             await self._client.ping()
         except (RedisError, OSError) as exc:
