@@ -752,11 +752,11 @@ class LocalRedis:
 
 
 @asynccontextmanager
-async def pg_schema(database_url: str) -> AsyncIterator[str]:
+async def pg_schema(database_url: str, prefix: str = "faults") -> AsyncIterator[str]:
     """A DSN whose search_path is a new, empty schema, dropped afterwards."""
     import asyncpg
 
-    schema = f"faults_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(f"CREATE SCHEMA {schema}")

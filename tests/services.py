@@ -11,12 +11,12 @@ import os
 import socket
 import subprocess
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from urllib.parse import urlsplit
 
 import pytest
+
+from benchmarks.faults import pg_schema
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://127.0.0.1:5432/test")
@@ -45,20 +45,9 @@ def require(service: str) -> str:
     pytest.skip(message)
 
 
-@asynccontextmanager
-async def fresh_schema(database_url: str) -> AsyncIterator[str]:
+def fresh_schema(database_url: str) -> AbstractAsyncContextManager[str]:
     """A DSN whose search_path is a new, empty schema, dropped afterwards."""
-    import asyncpg
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f"CREATE SCHEMA {schema}")
-        sep = "&" if "?" in database_url else "?"
-        yield f"{database_url}{sep}search_path={schema}"
-    finally:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await conn.close()
+    return pg_schema(database_url, prefix="t")
 
 
 class PrivateRedis:
