@@ -36,11 +36,17 @@ OPEN_FOR_LOAD = {
 
 @dataclass
 class Server:
+    """One system under test: one process, or several nodes (``urls``, ``pids``) joined by Redis."""
+
     system: str
     url: str
     pid: int
     stopper: Callable[[], None]
     options: dict[str, Any] = field(default_factory=dict)  # what the client adapter needs
+    pids: list[int] = field(default_factory=list)  # every process of the system (its nodes, Redis)
+
+    def __post_init__(self) -> None:
+        self.pids = self.pids or [self.pid]
 
     def stop(self) -> None:
         self.stopper()
@@ -66,7 +72,11 @@ def unavailable(system: str) -> str | None:
     return None
 
 
-def start(system: str, *, cpu: int | None, workdir: Path, clipwire_args: list[str] | None = None) -> Server:
+def start(system: str, *, cpu: int | None, workdir: Path, clipwire_args: list[str] | None = None,
+          nodes: int = 1) -> Server:
+    """Start ``system``; with ``nodes`` > 1, that many processes on a private Redis of their own."""
+    if nodes > 1:
+        return _start_nodes(system, nodes, cpu, workdir, clipwire_args or [])
     if system == "clipwire":
         return _start_clipwire(cpu, workdir, clipwire_args or [])
     from benchmarks.peers import start_peer
@@ -82,12 +92,55 @@ def start(system: str, *, cpu: int | None, workdir: Path, clipwire_args: list[st
     return Server(system, url, int(peer.pid), stop)
 
 
-def _start_clipwire(cpu: int | None, workdir: Path, extra: list[str]) -> Server:
+def _start_nodes(system: str, nodes: int, cpu: int | None, workdir: Path, extra: list[str]) -> Server:
+    """Several processes of ``system`` fanning out through one Redis, all on the hub's core.
+
+    Clipwire's nodes share one SQLite file (``--store-args`` may point them at
+    PostgreSQL instead); the Socket.IO peers use their Redis adapter.
+    """
+    from .services import LocalRedis
+
+    if system == "relay":
+        raise RuntimeError("the bare relay is a single process and has no multi-node mode")
+    redis = LocalRedis(cpu)
+    redis.start()
+    started: list[Server] = []
+    try:
+        for i in range(nodes):
+            if system == "clipwire":
+                started.append(_start_clipwire(cpu, workdir, ["--redis-url", redis.url, *extra],
+                                               node=f"node{i}", fresh=i == 0))
+            else:
+                from benchmarks.peers import start_peer
+
+                peer = start_peer(system, port=0, cpu=cpu, redis=redis.url)  # type: ignore[arg-type]
+                started.append(Server(system, str(peer.url), int(peer.pid), peer.stop))
+    except BaseException:
+        for server in started:
+            server.stop()
+        redis.stop()
+        raise
+    assert redis.proc is not None
+
+    def stop() -> None:
+        for server in started:
+            server.stop()
+        redis.stop()
+
+    urls = [s.url for s in started]
+    first = started[0]
+    return Server(system, first.url, first.pid, stop, {**first.options, "urls": urls},
+                  pids=[*(s.pid for s in started), redis.proc.pid])
+
+
+def _start_clipwire(cpu: int | None, workdir: Path, extra: list[str], node: str = "clipwire",
+                    fresh: bool = True) -> Server:
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "clipwire.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    log_path = workdir / "clipwire.log"
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+    log_path = workdir / f"{node}.log"
     env = {**os.environ, "CLIPWIRE_SECRET": SECRET, "CLIPWIRE_LOG_LEVEL": "WARNING", **OPEN_FOR_LOAD}
     cmd = [*taskset_prefix(cpu), sys.executable, "-m", "clipwire.server", "serve", "--port", "0",
            "--db", str(db), *extra]

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from benchmarks.faults import pg_schema
+from benchmarks.services import pg_schema
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://127.0.0.1:5432/test")

@@ -22,6 +22,26 @@ CARD: dict[str, Any] = {
 CARD_TEXT = "|".join(str(v) for v in CARD.values())
 
 
+def node_of(user: str, nodes: int) -> int:
+    """Which node a user connects to when a system runs several: its trailing number modulo ``nodes``.
+
+    Scenarios name users ``u0``, ``u1``, ... so they know who sits where (and
+    can make every message cross nodes); a name without a number goes to node 0.
+    """
+    digits = len(user) - len(user.rstrip("0123456789"))
+    return int(user[-digits:]) % nodes if digits and nodes > 1 else 0
+
+
+class Nodes:
+    """The URL each user connects to: ``options["urls"]`` (several nodes) or the one ``url``."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self.urls: list[str] = list(options.get("urls") or [url])
+
+    def url_for(self, user: str) -> str:
+        return self.urls[node_of(user, len(self.urls))]
+
+
 class Conn(Protocol):
     user: str
 

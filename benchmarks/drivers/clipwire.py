@@ -14,7 +14,7 @@ from typing import Any
 
 from clipwire.server import sign_token
 
-from .base import CARD, OnBody
+from .base import CARD, Nodes, OnBody
 from .msgpackconn import MsgpackConn
 
 HISTORY_PAGE = 100
@@ -194,7 +194,7 @@ class ClipwireDriver:
     resumes = True
 
     def __init__(self, url: str, options: dict[str, Any]) -> None:
-        self.url = url
+        self.nodes = Nodes(url, options)
         self.secret: str = options["secret"]
         self.timeout: float = options.get("timeout", 30.0)
         self._tokens: dict[str, str] = {}
@@ -206,11 +206,12 @@ class ClipwireDriver:
         return tok
 
     async def connect(self, user: str, on_body: OnBody) -> ClipwireConn:
-        return await ClipwireConn.start(self.url, self.token(user), user, on_body, timeout=self.timeout)
+        return await ClipwireConn.start(self.nodes.url_for(user), self.token(user), user, on_body,
+                                        timeout=self.timeout)
 
     async def reconnect(self, old: Any, on_body: OnBody) -> ClipwireConn:
         marks = {c: s for c, s in old.marks.items() if s > 0}
-        conn = await ClipwireConn.start(self.url, self.token(old.user), old.user, on_body,
+        conn = await ClipwireConn.start(self.nodes.url_for(old.user), self.token(old.user), old.user, on_body,
                                        resume=marks, timeout=self.timeout)
         await conn.catch_up(self.timeout)
         return conn

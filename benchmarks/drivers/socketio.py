@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from .base import CARD_TEXT, OnBody
+from .base import CARD_TEXT, Nodes, OnBody
 from .fastws import FastWS
 
 _EVENT = b"42"
@@ -159,7 +159,7 @@ class SocketIODriver:
 
     def __init__(self, name: str, url: str, options: dict[str, Any]) -> None:
         self.name = name
-        self.url = url
+        self.nodes = Nodes(url, options)
         self.timeout: float = options.get("timeout", 30.0)
         self.client: str = options.get("sio_client", "fast")
 
@@ -173,12 +173,12 @@ class SocketIODriver:
                 if name == "msg":
                     on_body(data["body"])
 
-            peers_conn.client = await SocketIOClient.connect(url=self.url, auth={"user": user},
-                                                             on_event=on_event, timeout=self.timeout)
+            peers_conn.client = await SocketIOClient.connect(
+                url=self.nodes.url_for(user), auth={"user": user}, on_event=on_event, timeout=self.timeout)
             return peers_conn
         conn = FastSocketIOConn(user, on_body)
         try:
-            await conn.open(self.url, self.timeout)
+            await conn.open(self.nodes.url_for(user), self.timeout)
         except BaseException:
             await conn.close()
             raise

@@ -89,6 +89,7 @@ class Scenario:
     headlines: list[Headline] = field(default_factory=list)
     systems: tuple[str, ...] | None = None  # None: every system
     clipwire_args: Callable[[argparse.Namespace], list[str]] | None = None
+    nodes: int = 1  # processes of each system, joined through a private Redis when more than one
 
     def supports(self, system: str) -> bool:
         return self.systems is None or system in self.systems

@@ -10,17 +10,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..drivers.base import node_of
 from ..systems import Server
-from .base import Ctx, Flag, Headline, Scenario, floats
+from .base import Ctx, Flag, Headline, Scenario, ScenarioError, floats
 from .stepped import best, run_steps, warm_up
 
 
 def run(ctx: Ctx, server: Server) -> dict[str, Any]:
+    return measure(ctx, server)
+
+
+def measure(ctx: Ctx, server: Server, nodes: int = 1) -> dict[str, Any]:
+    """The dm run; with ``nodes`` > 1 every contact sits on another node than its writer."""
     o = ctx.opts
+    if nodes > 1 and o.peers < 1:
+        raise ScenarioError("across nodes, --peers must be at least 1 (contacts are picked on other nodes)")
     users = [f"u{i}" for i in range(o.clients)]
     connected = ctx.connect(users, o.concurrency)
     rng = ctx.rng()
-    peers = {u: rng.sample([v for v in users if v != u], min(o.peers, len(users) - 1)) for u in users}
+
+    def others(u: str) -> list[str]:
+        return [v for v in users if v != u and (nodes == 1 or node_of(v, nodes) != node_of(u, nodes))]
+
+    peers = {u: rng.sample(others(u), min(o.peers, len(others(u)))) for u in users}
     chunks = ctx.spread(users)
     ctx.pool.call_all("set_peers",
                       per=[{"peers": {u: peers[u] for u in c}, "everyone": users} for c in chunks])
@@ -44,9 +56,7 @@ def run(ctx: Ctx, server: Server) -> dict[str, Any]:
                          "limited_by": limit}}
 
 
-SCENARIO = Scenario(
-    name="dm", help="clients DMing random others at stepped aggregate rates", run=run,
-    flags=[
+FLAGS = [
         Flag("clients", int, 1000, 20, "connected clients"),
         Flag("rates", str, "1000,2000,4000,6000,8000,12000,16000,24000,32000", "50,100",
              "aggregate DMs per second, one step each"),
@@ -57,6 +67,9 @@ SCENARIO = Scenario(
         Flag("drain", float, 3.0, 2.0, "seconds to wait for late deliveries after a step"),
         Flag("max_fail", int, 2, 2, "stop after this many failing steps in a row"),
         Flag("concurrency", int, 100, 20, "handshakes in flight while connecting"),
-    ],
+]
+
+SCENARIO = Scenario(
+    name="dm", help="clients DMing random others at stepped aggregate rates", run=run, flags=FLAGS,
     headlines=[Headline("rate_per_s", "dm: highest rate with p99 < 50 ms, no loss (msg/s)", True)],
 )

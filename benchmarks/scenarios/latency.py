@@ -16,11 +16,15 @@ from .base import Ctx, Flag, Headline, Scenario
 
 def run(ctx: Ctx, server: Server) -> dict[str, Any]:
     o = ctx.opts
-    a, b = "lat-a", "lat-b"
+    return measure(ctx, "lat-a", "lat-b", o.count, o.warmup, o.seconds)
+
+
+def measure(ctx: Ctx, a: str, b: str, count: int, warmup: int, seconds: float) -> dict[str, Any]:
+    """Ping-pong between ``a`` and ``b`` (named for the nodes they sit on when there are several)."""
     ctx.pool.call(0, "connect", users=[a, b], concurrency=2)
-    ctx.progress.update(f"{ctx.label}: {o.count:,} one-way messages")
-    r = ctx.pool.call(0, "pingpong", timeout=o.seconds + 30, a=a, b=b, count=o.count, warmup=o.warmup,
-                      seconds=o.seconds)
+    ctx.progress.update(f"{ctx.label}: {count:,} one-way messages")
+    r = ctx.pool.call(0, "pingpong", timeout=seconds + 30, a=a, b=b, count=count, warmup=warmup,
+                      seconds=seconds)
     s = hist.summary(hist.merge([r["hist"]]))
     ctx.progress.done(f"{ctx.label}: {s['count']:,} messages p50 {s['p50_ms']} p99 {s['p99_ms']} "
                       f"p99.9 {s['p999_ms']} ms{' (timed out)' if r['timed_out'] else ''}")

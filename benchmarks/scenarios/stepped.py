@@ -34,7 +34,7 @@ def run_step(ctx: Ctx, server: Server, step: int, rate: float, seconds: float, p
     shares = _split(total, [p["rate"] for p in plans.values()])
     plans = {i: {"count": n, **p} for (i, p), n in zip(plans.items(), shares, strict=True)}
     before = pool.call_all("stats", step=step, final=True)
-    hub0, busy0, own0 = cpu_seconds(server.pid), machine_busy_seconds(), time.process_time()
+    hub0, busy0, own0 = _cpu(server), machine_busy_seconds(), time.process_time()
     per_cpu0 = busy_seconds_per_cpu()
     t0 = time.monotonic()
     rids = {i: pool.submit(i, "send", step=step, seconds=seconds, **plan) for i, plan in plans.items()}
@@ -61,7 +61,7 @@ def run_step(ctx: Ctx, server: Server, step: int, rate: float, seconds: float, p
         time.sleep(POLL_S / 2)
     final = pool.call_all("stats", step=step, final=True)
     wall = time.monotonic() - t0
-    hub_cpu = (cpu_seconds(server.pid) - hub0) / wall * 100
+    hub_cpu = (_cpu(server) - hub0) / wall * 100
     gen_cpu = [round((f["cpu_s"] - b["cpu_s"]) / wall * 100, 1) for b, f in zip(before, final, strict=True)]
     # Busy CPU on the whole machine that none of our processes was charged for: other
     # processes (a shared machine) and kernel work such as loopback networking in softirq.
@@ -102,6 +102,11 @@ def run_step(ctx: Ctx, server: Server, step: int, rate: float, seconds: float, p
         "unattributed_cpu_pct": round(other, 1), "cpu_busy_pct": cpu_busy,
         "offered_ok": offered_ok, "ok": ok,
     }
+
+
+def _cpu(server: Server) -> float:
+    """CPU seconds of every process of the system under test (all its nodes, and their Redis)."""
+    return sum(cpu_seconds(pid) for pid in server.pids)
 
 
 def _split(total: int, weights: list[float]) -> list[int]:
