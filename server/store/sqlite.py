@@ -247,9 +247,13 @@ class SQLiteStore:
         for chunk in _chunks(keys):
             marks = ",".join(["(?,?,?)"] * len(chunk))
             flat = [v for key in chunk for v in key]
+            # A join, not ``(conv, sender, cmid) IN (VALUES ...)``: SQLite plans that row-value
+            # IN as a scan of every message once it holds more than one key.
+            columns = ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
             for row in await self._all(
                 w,
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE (conv, sender, cmid) IN (VALUES {marks})",
+                f"WITH k(conv, sender, cmid) AS (VALUES {marks}) SELECT {columns} FROM k "
+                "CROSS JOIN messages AS m ON m.conv = k.conv AND m.sender = k.sender AND m.cmid = k.cmid",
                 *flat,
             ):
                 msg = _message(row)
