@@ -50,10 +50,20 @@ from .ratelimit import RateLimiter
 from .receipts import Receipts
 from .session import Connection, Session
 from .social import FriendsDmPolicy, Social
-from .store.base import Appended, Conversation, NewMessage, Store, StoredMessage
+from .store.base import (
+    Appended,
+    Conversation,
+    NewMessage,
+    Store,
+    StoredMessage,
+    StoreUnavailable,
+)
 from .store.group_commit import GroupCommitWriter, WriterFull
 
 log = logging.getLogger("clipwire.hub")
+
+NOT_STORED = "message not stored; retry with the same cmid"
+STORE_DOWN = "store unavailable; retry shortly"
 
 Handler = Callable[[Session, Any], Any]
 
@@ -418,6 +428,15 @@ class Hub:
                 self.metrics.errors.labels(str(exc.code)).inc()
                 session.reply(events.error(f.request_id(frame), exc.code, exc.message,
                                            exc.retry_after_ms))
+        except StoreUnavailable as exc:
+            # A write outside the group commit failed (the DM of a first message, a
+            # reaction, a group...) because the store did: a full disk, a lost database.
+            # That is no bug in the hub but a condition to retry, as for a failed commit.
+            log.error("%s: request %r: store unavailable: %s", session.id, frame["t"], exc)
+            self.metrics.errors.labels(str(ErrorCode.UNAVAILABLE)).inc()
+            if frame["t"] not in f.SIGNALS:
+                message = NOT_STORED if frame["t"] in ("send", "share") else STORE_DOWN
+                session.reply(events.error(f.request_id(frame), ErrorCode.UNAVAILABLE, message))
         except Exception:
             log.exception("%s: request %r failed", session.id, frame["t"])
             self.metrics.errors.labels("internal").inc()
@@ -622,8 +641,7 @@ class Hub:
 
     def _failed(self, tickets: Sequence[_Ticket], exc: Exception) -> None:
         for ticket in tickets:
-            self._answer_error(ticket, ErrorCode.UNAVAILABLE,
-                               "message not stored; retry with the same cmid")
+            self._answer_error(ticket, ErrorCode.UNAVAILABLE, NOT_STORED)
 
     @staticmethod
     def _answer_error(ticket: _Ticket, code: ErrorCode, message: str) -> None:
