@@ -198,6 +198,8 @@ class HubProcess:
 
     db: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: A command the hub runs under, e.g. ``nsenter`` into a mount namespace of the test's.
+    prefix: list[str] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
     url: str = ""
 
@@ -209,7 +211,8 @@ class HubProcess:
                "CLIPWIRE_RATE_HISTORY_PER_S": "100000", "CLIPWIRE_RATE_FRIEND_PER_S": "100000",
                **self.extra_env}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "clipwire.server", "serve", "--port", str(port), "--db", str(self.db)],
+            [*self.prefix, sys.executable, "-m", "clipwire.server", "serve", "--port", str(port),
+             "--db", str(self.db)],
             stdout=subprocess.PIPE, text=True, env=env,
         )
         assert self.proc.stdout is not None
