@@ -58,17 +58,18 @@ class ClipwireServer:
         verifier = TokenVerifier.from_settings(config.jwt_algorithm, config.secret,
                                                config.jwt_public_key_file, config.jwt_leeway_s,
                                                config.jwt_audience, config.jwt_issuer)
-        presence = None
+        presence = usage = None
         if broker is None and self.config.redis_url:
-            from .broker.redis import RedisBroker, RedisPresence
+            from .broker.redis import RedisBroker, RedisPresence, RedisUsage
 
             broker = RedisBroker(self.config.redis_url)
             presence = RedisPresence(broker, ttl_s=self.config.presence_ttl_s)
+            usage = RedisUsage(broker)  # users' rate limits counted across the nodes
         # The backend's HTTP hooks stand in for settings, never for objects passed here.
         dm_hook = HttpDmPolicy.from_config(self.config) if policy is None else None
         card_hook = HttpCardResolver.from_config(self.config) if resolver is None else None
         self.hub = Hub(self.config, self.store, verifier, policy or dm_hook, broker=broker,
-                       presence=presence, resolver=resolver or card_hook)
+                       presence=presence, usage=usage, resolver=resolver or card_hook)
         self.hub.listeners.extend(listeners)
         self._hooks: list[HttpDmPolicy | HttpCardResolver] = [h for h in (dm_hook, card_hook) if h]
         for hook in self._hooks:

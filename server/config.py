@@ -48,7 +48,8 @@ class HubConfig:
         secret=True,
     )
     redis_url: str | None = _setting(
-        None, "Redis URL joining this hub to others (pub/sub, presence), e.g. redis://host:6379/0",
+        None, "Redis URL joining this hub to others (pub/sub, presence, users' rate limits), "
+        "e.g. redis://host:6379/0",
         secret=True,
     )
     presence_ttl_s: float = _setting(
@@ -145,10 +146,14 @@ class HubConfig:
     commit_pending_max: int = _setting(20_000, "most messages waiting for the store")
     rate_send_per_s: float = _setting(
         20.0, "messages a connection may send per second (burst twice that; a share counts "
-        "each target; a user's devices together get twice a connection's)"
+        "each target; a user's devices together get --rate-user-scale times a connection's)"
     )
     rate_history_per_s: float = _setting(5.0, "history requests per second per connection")
     rate_friend_per_s: float = _setting(0.5, "friend requests per second per connection")
+    rate_user_scale: float = _setting(
+        2.0, "a user's devices together get this many times a connection's rate and burst, "
+        "for each kind (typing too); with --redis-url across all nodes, not per node"
+    )
     rate_strikes_max: int = _setting(
         20, "refusals for rate in a burst (refilled 1 per second) before the connection is closed with 4008"
     )
@@ -175,7 +180,8 @@ class HubConfig:
                     "ping_interval_s", "ping_timeout_s", "max_frame_bytes", "max_depth",
                     "max_text_chars", "max_group_members",
                     "max_share_targets", "resume_cap", "resume_total_max", "send_buffer_bytes",
-                    "commit_batch_max", "commit_pending_max")
+                    "commit_batch_max", "commit_pending_max", "rate_send_per_s",
+                    "rate_history_per_s", "rate_friend_per_s", "rate_user_scale")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env(name)} (--{_flag(name)}) must be positive")

@@ -46,7 +46,7 @@ from .policy import (
     as_policy,
 )
 from .presence import LocalPresence, PresenceRegistry
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, SharedUsage
 from .receipts import Receipts
 from .session import Connection, Session
 from .social import FriendsDmPolicy, Social
@@ -102,7 +102,7 @@ class Hub:
                  policy: DmPolicy | PolicyFunction | None = None,
                  clock: Callable[[], float] = time.time, broker: Broker | None = None,
                  presence: PresenceRegistry | None = None,
-                 resolver: CardResolver | None = None) -> None:
+                 resolver: CardResolver | None = None, usage: SharedUsage | None = None) -> None:
         self.config = config
         self.cluster = Cluster(self, broker) if broker is not None else None
         self._background: set[asyncio.Task[None]] = set()
@@ -123,7 +123,7 @@ class Hub:
         self.connection_count = 0
         self.convs = ConversationCache(store)
         self.metrics = HubMetrics()
-        self.rates = RateLimiter(config)
+        self.rates = RateLimiter(config, usage)  # usage: spend shared with the other nodes
         self.writer: GroupCommitWriter[_Ticket] = GroupCommitWriter(
             store, self._committed, self._failed,
             max_pending=config.commit_pending_max, max_batch=config.commit_batch_max,
@@ -146,6 +146,7 @@ class Hub:
             await self.cluster.start()
         await self.presence.start(self.cluster.node if self.cluster else "local", self.social.lost,
                                   self._nodes_gone)
+        self.rates.start()
         self.writer.start()
 
     async def close(self, *, drain: bool = False) -> None:
@@ -170,6 +171,7 @@ class Hub:
 
     async def disconnect(self) -> None:
         """Leave the other nodes: after every connection has ended (so departures were told)."""
+        await self.rates.close()
         await self.presence.close()
         if self.cluster is not None:
             await self.cluster.close()

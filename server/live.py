@@ -1,9 +1,10 @@
 """Live signals that are never stored: typing, and watch-together playback state.
 
-Typing is rate-limited per connection and dropped silently past the limit: a
-chatty keyboard should cost nothing and never produce an error. Watch state is
-one small record per conversation, last writer wins by hub time, forgotten
-after ``watch_ttl_s`` without an update.
+Typing is rate-limited per connection and per user (across nodes with Redis,
+see ratelimit.py) and dropped silently past the limit: a chatty keyboard should
+cost nothing and never produce an error. Watch state is one small record per
+conversation, last writer wins by hub time, forgotten after ``watch_ttl_s``
+without an update.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from clipwire.protocol import ErrorCode, RequestError, encode
 from clipwire.protocol import frames as f
 
 from .conversations import NO_ACCESS
-from .ratelimit import TokenBucket
+from .ratelimit import TYPING_BURST, TokenBucket
 
 if TYPE_CHECKING:
     from .hub import Handler, Hub
@@ -47,8 +48,8 @@ class LiveSignals:
     async def _typing(self, session: Session, req: f.Typing) -> None:
         bucket = session.typing_bucket
         if bucket is None:
-            bucket = session.typing_bucket = TokenBucket(self.hub.config.typing_per_s, 3)
-        if not bucket.take():
+            bucket = session.typing_bucket = TokenBucket(self.hub.config.typing_per_s, TYPING_BURST)
+        if not bucket.take() or not self.hub.rates.user_allows(session.user, "typing"):
             return
         conv = await self.hub.convs.get(req.conv)
         if conv is None or session.user not in conv.members:

@@ -2,15 +2,59 @@
 
 A request over a limit is refused with ``rate_limited`` and a ``retry_after_ms``
 before anything is stored; a connection that keeps going past its limits is
-closed with 4008. Typing is limited in live.py and dropped silently instead.
+closed with 4008. Typing has a bucket per connection in live.py and goes through
+the user's limit here too; either way an excess signal is dropped silently.
+
+Each connection has a bucket per kind (``rate_*_per_s``, burst twice that; typing
+``typing_per_s``, burst 3). A user's devices together get ``rate_user_scale``
+times a connection's rate and burst. The buckets live on the node serving the
+connection, so without Redis a user with devices on several nodes gets the
+user's limit once per node.
+
+**Across nodes** (with ``--redis-url``), a user's spend is also counted for the
+whole cluster, in fixed windows of ``burst / rate`` seconds (2 s for sends,
+history and friend requests; 3 s for typing at the defaults), where a window's
+allowance is the user's burst. A request is refused when the sliding estimate
+``previous window * (share of the current window still to run) + current window
++ cost`` would pass the allowance, which gives the user's rate on average and
+frees capacity smoothly (there is no reset at a window's edge for every node to
+rush at). The check stays on the hot path without a round trip: each node
+counts its own spend exactly, and every ``FLUSH_S`` (0.1 s) one pipelined round
+trip adds what it spent for every user it checked into ``cw:rate:<kind>:<window>:<user>``
+(expiring after two windows) and reads back the totals of all nodes for that
+window and the one before. The estimate is what the other nodes had reported at
+that read plus this node's own spend.
+
+**The bound.** What a node cannot know is what the others accepted since their
+last flush and its last read: at most two flush intervals and a round trip. So in
+any window a user's accepted requests on n nodes stay within the allowance plus
+about ``user rate * (2 * FLUSH_S + round trip) * (n - 1)`` (with 2 nodes at the
+defaults, 40 sends a second and 0.1 s: about 8 per 2-s window); and whatever a
+window overshoots still counts in the estimate of the next, so over longer spans
+the user's total converges to the rate. One exception: devices idle until the
+same instant on several nodes each start with a full local burst, so that first
+moment can pass up to one local user burst per extra node, once.
+
+Window numbers come from each node's clock: keep the nodes' clocks in step
+(NTP). If Redis cannot be reached the node says so once in its log and keeps
+only its local limits until a flush succeeds again: the limiter never fails a
+request because of Redis. What a node spent while Redis was away is not counted
+later, and a flush repeated after a lost reply may count twice (refusing a
+little early); both fade with the window.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from clipwire.protocol import ErrorCode, RequestError
+
+log = logging.getLogger("clipwire.ratelimit")
 
 
 class TokenBucket:
@@ -37,41 +81,223 @@ class TokenBucket:
         return max(0.0, (min(cost, self._burst) - self._tokens) / self._rate)
 
 
-# kind -> (setting holding the rate per second per connection); burst is twice the rate,
-# and a user's devices together get twice a connection's rate and burst.
-KINDS = {"send": "rate_send_per_s", "history": "rate_history_per_s", "friend": "rate_friend_per_s"}
+# kind -> (setting holding the rate per second per connection); the burst is twice
+# the rate, but typing's is 3 (its per-connection bucket is in live.py).
+KINDS = {"send": "rate_send_per_s", "history": "rate_history_per_s",
+         "friend": "rate_friend_per_s", "typing": "typing_per_s"}
+TYPING_BURST = 3.0
 STRIKES_PER_S = 1.0
 MAX_USERS_TRACKED = 100_000
+FLUSH_S = 0.1  # how often a node adds its spend to the shared counters and reads them
+MAX_FLUSH = 5_000  # (user, kind) pairs in one round trip; more wait for the next flush
+
+# One node's part of a user's spend: (user, kind, window number, count).
+Spend = tuple[str, str, int, int]
+
+
+class SharedUsage(Protocol):
+    """Counters every node adds its users' spend to (RedisUsage in broker/redis.py)."""
+
+    async def add(self, spends: Sequence[Spend], ttl_s: float) -> list[tuple[int, int]]:
+        """Add each ``(user, kind, window, count)`` (a count may be 0: only a read), keeping
+        the counter ``ttl_s``; return for each the totals of all nodes in that window and
+        in the window before."""
+        ...
+
+
+def _limits(config: Any, kind: str) -> tuple[float, float, float, float]:
+    """(rate, burst) of a connection, then of a user, for ``kind``."""
+    rate = float(getattr(config, KINDS[kind]))
+    burst = TYPING_BURST if kind == "typing" else max(1.0, rate * 2)
+    scale = float(config.rate_user_scale)
+    return rate, burst, rate * scale, max(1.0, burst * scale)
+
+
+class _Usage:
+    """One user's spend of one kind, in the current window and the one before: this
+    node's (``mine``; ``sent`` of it is in the shared counters) and the others' as last read."""
+
+    __slots__ = ("before", "before_others", "before_sent", "mine", "others", "sent", "window")
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.mine = self.sent = self.others = 0
+        self.before = self.before_sent = self.before_others = 0
+
+    def at(self, window: int) -> None:
+        if window <= self.window:
+            return
+        if window == self.window + 1:
+            self.before, self.before_sent, self.before_others = self.mine, self.sent, self.others
+        else:
+            self.before = self.before_sent = self.before_others = 0
+        self.mine = self.sent = self.others = 0
+        self.window = window
+
+    def learn(self, window: int, total: int) -> None:
+        """All nodes had spent ``total`` in ``window`` (this node's ``sent`` included)."""
+        if window == self.window:
+            self.others = max(0, total - self.sent)
+        elif window == self.window - 1:
+            self.before_others = max(0, total - self.before_sent)
+
+
+class ClusterSpend:
+    """A user's spend of each kind across all nodes, checked without a round trip."""
+
+    def __init__(self, shared: SharedUsage, allowances: dict[str, tuple[float, float]]) -> None:
+        self.shared = shared
+        self._allow = allowances  # kind -> (allowance per window, window in seconds)
+        self._ttl_s = 2 * max(window for _, window in allowances.values()) + 1
+        self._usage: dict[tuple[str, str], _Usage] = {}
+        self._dirty: dict[tuple[str, str], None] = {}  # checked since the last flush, in order
+        self.live = True  # the last flush reached the shared counters
+        self.flushes = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def _record(self, user: str, kind: str, window: int) -> _Usage:
+        key = (user, kind)
+        usage = self._usage.get(key)
+        if usage is None:
+            if len(self._usage) >= MAX_USERS_TRACKED * len(self._allow):
+                oldest = next(iter(self._usage))
+                del self._usage[oldest]
+                self._dirty.pop(oldest, None)
+            usage = self._usage[key] = _Usage(window)
+        else:
+            usage.at(window)
+        self._dirty[key] = None  # read back soon, even if refused: refusing must see others too
+        return usage
+
+    def wait_s(self, user: str, kind: str, cost: int, now: float | None = None) -> float:
+        """0.0 if ``cost`` fits the user's allowance across nodes, else seconds to wait."""
+        allowance, window_s = self._allow[kind]
+        position = (time.time() if now is None else now) / window_s
+        window = int(position)
+        usage = self._record(user, kind, window)
+        if not self.live:
+            return 0.0  # Redis is away: the local buckets alone decide
+        left = 1.0 - (position - window)  # share of the current window still to run
+        before = usage.before + usage.before_others
+        current = usage.mine + usage.others
+        need = min(float(cost), allowance)
+        if before * left + current + need <= allowance:
+            return 0.0
+        if current + need <= allowance:  # the window before weighs less as this one runs
+            until = 1.0 - (allowance - current - need) / before
+            return max(0.001, (until - (1.0 - left)) * window_s)
+        # Only in the next window, once enough of this one's weight has gone.
+        return max(0.001, (left + 1.0 - (allowance - need) / current) * window_s)
+
+    def spend(self, user: str, kind: str, cost: int, now: float | None = None) -> None:
+        window = int((time.time() if now is None else now) / self._allow[kind][1])
+        self._record(user, kind, window).mine += cost
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="rate-flush")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._dirty and self.live:  # leaving: the others should count what was spent here
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush(), 1.0)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            if self._dirty:
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Add this node's unsent spend to the shared counters; learn the others' (one round trip)."""
+        keys = []
+        for key in self._dirty:
+            keys.append(key)
+            if len(keys) >= MAX_FLUSH:
+                break
+        for key in keys:
+            del self._dirty[key]
+        spends: list[Spend] = []
+        for key in keys:
+            usage = self._usage.get(key)
+            if usage is None:
+                continue
+            user, kind = key
+            if usage.before > usage.before_sent:  # spent just before the window turned
+                spends.append((user, kind, usage.window - 1, usage.before - usage.before_sent))
+                usage.before_sent = usage.before
+            spends.append((user, kind, usage.window, usage.mine - usage.sent))
+            usage.sent = usage.mine
+        try:
+            totals = await self.shared.add(spends, self._ttl_s)
+        except Exception as exc:  # never let the limiter fail a request: local limits only
+            if self.live:
+                self.live = False
+                log.warning("rate limits: shared counters unavailable (%s); each node applies "
+                            "its local limits until they answer again", exc or type(exc).__name__)
+            return
+        self.flushes += 1
+        if not self.live:
+            self.live = True
+            log.warning("rate limits: shared counters answer again; limits span the nodes again")
+        for (user, kind, window, _), (total, total_before) in zip(spends, totals, strict=True):
+            usage = self._usage.get((user, kind))
+            if usage is not None:
+                usage.learn(window, total)
+                usage.learn(window - 1, total_before)
 
 
 class RateLimiter:
-    def __init__(self, config: Any) -> None:
-        self._rates = {kind: float(getattr(config, setting)) for kind, setting in KINDS.items()}
+    def __init__(self, config: Any, shared: SharedUsage | None = None) -> None:
+        self._limits = {kind: _limits(config, kind) for kind in KINDS}
         self._strikes_burst = float(config.rate_strikes_max)
         self._users: dict[str, dict[str, TokenBucket]] = {}
+        self.cluster = None if shared is None else ClusterSpend(shared, {
+            kind: (user_burst, user_burst / user_rate)
+            for kind, (_, _, user_rate, user_burst) in self._limits.items()
+        })
 
-    def _bucket(self, owner: dict[str, TokenBucket], kind: str, scale: float) -> TokenBucket:
-        bucket = owner.get(kind)
+    def start(self) -> None:
+        if self.cluster is not None:
+            self.cluster.start()
+
+    async def close(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.close()
+
+    def _user_bucket(self, user: str, kind: str) -> TokenBucket:
+        buckets = self._users.get(user)
+        if buckets is None:
+            if len(self._users) >= MAX_USERS_TRACKED:
+                del self._users[next(iter(self._users))]
+            buckets = self._users[user] = {}
+        bucket = buckets.get(kind)
         if bucket is None:
-            rate = self._rates[kind] * scale
-            bucket = owner[kind] = TokenBucket(rate, max(1.0, rate * 2))
+            _, _, rate, burst = self._limits[kind]
+            bucket = buckets[kind] = TokenBucket(rate, burst)
         return bucket
 
     def check(self, session: Any, kind: str, cost: int = 1) -> None:
         """Spend ``cost`` of ``kind`` for ``session`` and its user, or raise ``rate_limited``."""
-        mine = self._bucket(session.buckets, kind, 1.0)
-        user = self._users.get(session.user)
-        if user is None:
-            if len(self._users) >= MAX_USERS_TRACKED:
-                del self._users[next(iter(self._users))]
-            user = self._users[session.user] = {}
-        theirs = self._bucket(user, kind, 2.0)
-        if mine.take(cost):
-            if theirs.take(cost):
-                return
-            wait = theirs.wait_s(cost)
-        else:
-            wait = mine.wait_s(cost)
+        cluster = self.cluster
+        wait = 0.0 if cluster is None else cluster.wait_s(session.user, kind, cost)
+        if not wait:
+            mine = session.buckets.get(kind)
+            if mine is None:
+                rate, burst, _, _ = self._limits[kind]
+                mine = session.buckets[kind] = TokenBucket(rate, burst)
+            if mine.take(cost):
+                theirs = self._user_bucket(session.user, kind)
+                if theirs.take(cost):
+                    if cluster is not None:
+                        cluster.spend(session.user, kind, cost)
+                    return
+                wait = theirs.wait_s(cost)
+            else:
+                wait = mine.wait_s(cost)
         strikes = session.buckets.get("strikes")
         if strikes is None:
             strikes = session.buckets["strikes"] = TokenBucket(STRIKES_PER_S, self._strikes_burst)
@@ -79,3 +305,15 @@ class RateLimiter:
             session.close(4008, "rate limit exceeded repeatedly")
         raise RequestError(ErrorCode.RATE_LIMITED, f"too many {kind} requests; slow down",
                            retry_after_ms=max(1, int(wait * 1000)))
+
+    def user_allows(self, user: str, kind: str, cost: int = 1) -> bool:
+        """Spend ``cost`` of ``kind`` from the user's limit alone (typing: its connection's
+        bucket is checked first in live.py); False, silently, when over it."""
+        cluster = self.cluster
+        if cluster is not None and cluster.wait_s(user, kind, cost):
+            return False
+        if not self._user_bucket(user, kind).take(cost):
+            return False
+        if cluster is not None:
+            cluster.spend(user, kind, cost)
+        return True

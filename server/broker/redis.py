@@ -1,11 +1,12 @@
 """The Redis broker: pub/sub between hub nodes, on redis-py's asyncio client.
 
-The only module that imports redis. Publishes are queued and sent by one task
-in pipelines, so a burst of events costs a few round trips, not one each. A
-dropped connection is retried with backoff; redis-py resubscribes on
-reconnect, and every reconnect after the first is reported through
-``on_reset``, because what was published meanwhile is lost (pub/sub is
-at-most-once) and the hub must tell its clients to catch up.
+The only module that imports redis: presence across nodes (``RedisPresence``)
+and the rate-limit counters the nodes share (``RedisUsage``) are here too.
+Publishes are queued and sent by one task in pipelines, so a burst of events
+costs a few round trips, not one each. A dropped connection is retried with
+backoff; redis-py resubscribes on reconnect, and every reconnect after the
+first is reported through ``on_reset``, because what was published meanwhile
+is lost (pub/sub is at-most-once) and the hub must tell its clients to catch up.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -347,3 +348,30 @@ class RedisPresence:
             await pipe.execute()
         except (RedisError, OSError, BrokerUnavailable):
             pass
+
+
+class RedisUsage:
+    """Rate-limit spend shared by the nodes (the limiter's logic is in ratelimit.py).
+
+    ``cw:rate:<kind>:<window>:<user>`` counts what a user spent of one kind in one
+    window on every node; it expires ``ttl_s`` after its last update. One flush is
+    one pipeline: for each user, ``INCRBY`` of the node's spend, ``PEXPIRE``, and a
+    ``GET`` of the window before.
+    """
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self._broker = broker
+
+    async def add(self, spends: Sequence[tuple[str, str, int, int]],
+                  ttl_s: float) -> list[tuple[int, int]]:
+        if not spends:
+            return []
+        ttl_ms = int(ttl_s * 1000)
+        pipe = self._broker.client.pipeline(transaction=False)
+        for user, kind, window, count in spends:
+            key = f"cw:rate:{kind}:{window}:{user}"
+            pipe.incrby(key, count)
+            pipe.pexpire(key, ttl_ms)
+            pipe.get(f"cw:rate:{kind}:{window - 1}:{user}")
+        replies = await pipe.execute()
+        return [(int(replies[i]), int(replies[i + 2] or 0)) for i in range(0, len(replies), 3)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from socialhelp import group, queued_of, quiet, settle, social_hub
 from wire import Dial, HubFactory
 
@@ -49,7 +51,8 @@ async def test_typing_is_never_stored(hub_factory: HubFactory, dial: Dial) -> No
 
 
 async def test_typing_is_rate_limited_per_connection_silently(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    # A user's limit far above a connection's, so that only the connection's is seen here.
+    _, join = await social_hub(hub_factory, dial, rate_user_scale=10.0)
     alice, alice_laptop, bob = await join("alice"), await join("alice"), await join("bob")
     conv = await group(alice, "bob")
     await quiet(alice, alice_laptop, bob)
@@ -69,6 +72,30 @@ async def test_typing_is_rate_limited_per_connection_silently(hub_factory: HubFa
     await settle(alice_laptop, bob)
     assert 3 <= len(queued_of(bob, "typing")) <= 4
     assert queued_of(alice_laptop, "error") == []
+
+
+async def test_typing_is_rate_limited_per_user_across_devices_silently(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    # A user's devices together: twice a connection's rate and burst (1 a second, burst 3).
+    _, join = await social_hub(hub_factory, dial, typing_per_s=1.0, rate_user_scale=2.0)
+    phone, laptop, tablet = [await join("alice") for _ in range(3)]
+    bob = await join("bob")
+    conv = await group(phone, "bob")
+    await quiet(phone, laptop, tablet, bob)
+
+    started = time.monotonic()
+    for device in (phone, laptop, tablet):
+        for _ in range(10):
+            await device.send_frame({"t": "typing", "conv": conv})
+        await settle(device)
+    await settle(bob)
+    elapsed = time.monotonic() - started
+    got = len(queued_of(bob, "typing"))
+    # Each connection alone would pass its burst of 3 (9 in all); the user's burst is 6,
+    # refilled at 2 a second.
+    assert 6 <= got <= 6 + int(2 * elapsed) + 1
+    assert all(queued_of(device, "error") == [] for device in (phone, laptop, tablet))
 
 
 async def test_typing_from_non_members_and_malformed_typing_is_dropped(
