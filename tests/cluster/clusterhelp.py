@@ -302,6 +302,10 @@ class Device:
             await asyncio.sleep(reply.get("retry_after_ms", 200) / 1000)
         return reply
 
+    async def attempt(self, t: str, timeout: float = REQUEST_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
+        """Send a request once; return its reply, a ``rate_limited`` refusal included."""
+        return await self._request_once(t, timeout, fields)
+
     async def _request_once(self, t: str, timeout: float, fields: dict[str, Any]) -> dict[str, Any]:
         ws, pending = self.ws, self._pending
         if ws is None or self.lost.is_set():
