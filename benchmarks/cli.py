@@ -31,6 +31,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="Socket.IO client: fast (FastWS, like the other adapters) or peers (SocketIOClient)")
     g.add_argument("--quiet-wait", type=float, default=0.0, metavar="S",
                    help="before each system's run wait up to S seconds for other work to leave the CPUs [0]")
+    g.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run Clipwire as `clipwire serve --workers N` on a private Redis; on N cores "
+                        "give it room with --no-pin or --hub-cpu/--gen-cpus [1]")
     g.add_argument("--seed", type=int, default=1, help="seed for who talks to whom [1]")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -80,7 +83,7 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
         gen_cpus = procinfo.parse_cpus(args.gen_cpus) if args.gen_cpus else None
     return {"procs": max(1, args.procs), "hub_cpu": hub_cpu, "gen_cpus": gen_cpus, "seed": args.seed,
             "taskset": procinfo.taskset_prefix(0) != [], "tiny": args.tiny,
-            "sio_client": args.sio_client, "quiet_wait": args.quiet_wait}
+            "sio_client": args.sio_client, "quiet_wait": args.quiet_wait, "workers": max(1, args.workers)}
 
 
 def _systems(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:

@@ -29,6 +29,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, their children, and so on (``clipwire serve --workers N``'s workers)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(children)
+            todo.extend(children)
+    return found
+
+
 def machine_busy_seconds() -> float:
     """CPU seconds spent busy on all cores since boot (/proc/stat: everything but idle and iowait)."""
     try:
@@ -162,7 +182,7 @@ def versions() -> dict[str, Any]:
         "node": _run(["node", "--version"]),
         "socket.io": _socketio_version(),
         "clipwire": _dist("clipwire"),
-        "executable": sys.executable,
+        "executable": Path(sys.executable).name,
     }
 
 

@@ -66,7 +66,8 @@ def _run_one(scenario: Scenario, opts: argparse.Namespace, system: str, pool: Po
     try:
         extra = scenario.clipwire_args(opts) if scenario.clipwire_args else []
         server = systems.start(system, cpu=setup["hub_cpu"], workdir=workdir / f"{scenario.name}-{system}",
-                               clipwire_args=extra, nodes=scenario.nodes)
+                               clipwire_args=extra, nodes=scenario.nodes,
+                               workers=setup.get("workers", 1))
         options = {**server.options, "sio_client": setup.get("sio_client", "fast")}
         pool.call_all("use", system=system, url=server.url, options=options)
         ctx = Ctx(pool=pool, progress=progress, opts=opts, gen_cpus=setup["gen_cpus"],

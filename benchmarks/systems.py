@@ -73,10 +73,16 @@ def unavailable(system: str) -> str | None:
 
 
 def start(system: str, *, cpu: int | None, workdir: Path, clipwire_args: list[str] | None = None,
-          nodes: int = 1) -> Server:
-    """Start ``system``; with ``nodes`` > 1, that many processes on a private Redis of their own."""
+          nodes: int = 1, workers: int = 1) -> Server:
+    """Start ``system``; with ``nodes`` > 1, that many processes on a private Redis of their own.
+
+    ``workers`` > 1 runs Clipwire as ``clipwire serve --workers N`` (one port,
+    SO_REUSEPORT) on a private Redis; the peers ignore it.
+    """
     if nodes > 1:
         return _start_nodes(system, nodes, cpu, workdir, clipwire_args or [])
+    if system == "clipwire" and workers > 1:
+        return _start_workers(workers, cpu, workdir, clipwire_args or [])
     if system == "clipwire":
         return _start_clipwire(cpu, workdir, clipwire_args or [])
     from benchmarks.peers import start_peer
@@ -131,6 +137,26 @@ def _start_nodes(system: str, nodes: int, cpu: int | None, workdir: Path, extra:
     first = started[0]
     return Server(system, first.url, first.pid, stop, {**first.options, "urls": urls},
                   pids=[*(s.pid for s in started), redis.proc.pid])
+
+
+def _start_workers(workers: int, cpu: int | None, workdir: Path, extra: list[str]) -> Server:
+    from .services import LocalRedis
+
+    redis = LocalRedis(cpu)
+    redis.start()
+    try:
+        server = _start_clipwire(cpu, workdir, ["--workers", str(workers), "--redis-url", redis.url, *extra])
+    except BaseException:
+        redis.stop()
+        raise
+    assert redis.proc is not None
+
+    def stop() -> None:
+        server.stop()
+        redis.stop()
+
+    return Server("clipwire", server.url, server.pid, stop, {**server.options, "workers": workers},
+                  pids=[server.pid, redis.proc.pid])
 
 
 def _start_clipwire(cpu: int | None, workdir: Path, extra: list[str], node: str = "clipwire",

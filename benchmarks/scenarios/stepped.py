@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import hist
-from ..procinfo import busy_seconds_per_cpu, cpu_seconds, machine_busy_seconds
+from ..procinfo import busy_seconds_per_cpu, cpu_seconds, descendants, machine_busy_seconds
 from ..quiet import wait_quiet
 from ..systems import Server
 from .base import Ctx
@@ -105,8 +105,9 @@ def run_step(ctx: Ctx, server: Server, step: int, rate: float, seconds: float, p
 
 
 def _cpu(server: Server) -> float:
-    """CPU seconds of every process of the system under test (all its nodes, and their Redis)."""
-    return sum(cpu_seconds(pid) for pid in server.pids)
+    """CPU seconds of every process of the system under test (its nodes or workers, their Redis)."""
+    pids = {p for pid in server.pids for p in (pid, *descendants(pid))}
+    return sum(cpu_seconds(pid) for pid in pids)
 
 
 def _split(total: int, weights: list[float]) -> list[int]:

@@ -124,3 +124,17 @@ def test_check_passes_against_itself_and_catches_a_regression(
     worse = _bench("check", "--results", str(out / "latest.json"), "--baseline", str(baseline), timeout=30)
     assert worse.returncode == 1, worse.stdout + worse.stderr
     assert "REGRESSED" in worse.stdout
+
+
+@pytest.mark.timeout(90)
+def test_clipwire_workers_run_and_their_cpu_is_counted(tmp_path: Path) -> None:
+    """``--workers 2``: the hub is `clipwire serve --workers 2` on a private Redis; the
+    step's hub CPU is the workers' (the supervisor itself only waits)."""
+    run = _bench("dm", "--tiny", "--quiet", "--systems", "clipwire", "--workers", "2", "--no-pin",
+                 "--out", str(tmp_path), timeout=80)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    entry = json.loads((tmp_path / "latest.json").read_text())["scenarios"]["dm"]
+    assert entry["setup"]["workers"] == 2
+    steps = entry["systems"]["clipwire"]["steps"]
+    assert steps and all(s["delivered"] == s["expected"] == s["sent"] > 0 for s in steps)
+    assert sum(s["hub_cpu_pct"] for s in steps) > 0
