@@ -63,19 +63,21 @@ def _serve(args: argparse.Namespace) -> int:
     async def run() -> None:
         server = ClipwireServer(config, reuse_port=config.reuse_port)
         await server.start()
-        print(f"Clipwire hub on {server.url} (health: http://{config.host}:{server.port}/healthz)",
-              flush=True)
-        if config.demo:
-            shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-            print(f"Demo: open http://{shown}:{server.port}/ in two browser windows "
-                  "(anyone reaching this port can sign in as anyone)", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        print("draining: clients are asked to reconnect elsewhere", flush=True)
-        await server.close(drain=True)
+        try:
+            _say(f"Clipwire hub on {server.url} (health: http://{config.host}:{server.port}/healthz)")
+            if config.demo:
+                shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+                _say(f"Demo: open http://{shown}:{server.port}/ in two browser windows "
+                     "(anyone reaching this port can sign in as anyone)")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            _say("draining: clients are asked to reconnect elsewhere")
+        finally:
+            # Always: the store's threads would otherwise keep the process alive.
+            await server.close(drain=True)
 
     _run(run())
     return 0
@@ -114,6 +116,14 @@ def _chat(args: argparse.Namespace) -> int:
     url = args.url or f"ws://{config.host}:{config.port}/ws"
     _run(run_chat(url, token))
     return 0
+
+
+def _say(text: str) -> None:
+    """A status line on stdout; a closed stdout (a parent gone) must not stop the hub."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
 
 
 def _run(main: Any) -> None:

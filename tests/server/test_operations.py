@@ -148,3 +148,17 @@ async def test_drain_under_traffic_loses_nothing(tmp_path: Path) -> None:
     finally:
         second.stop()
     assert SECRET
+
+
+def test_sigterm_stops_a_hub_whose_stdout_is_gone(tmp_path: Path) -> None:
+    """The parent that read the hub's address has gone: the shutdown line cannot be
+    printed, and the hub must still close its store and exit."""
+    hub = HubProcess(tmp_path / "hub.db")
+    hub.start()
+    assert hub.proc is not None and hub.proc.stdout is not None
+    hub.proc.stdout.close()  # the next print meets a closed pipe (EPIPE)
+    hub.proc.terminate()
+    try:
+        assert hub.proc.wait(20) == 0
+    finally:
+        hub.stop()
