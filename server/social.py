@@ -8,16 +8,19 @@ connected to this hub, so a restart never leaves anyone shown online.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from clipwire.protocol import ErrorCode, RequestError, encode
 from clipwire.protocol import frames as f
 
-from .store.base import SocialRecord
+from .store.base import SocialRecord, StoreUnavailable
 
 if TYPE_CHECKING:
     from .hub import Handler, Hub
     from .session import Session
+
+log = logging.getLogger("clipwire.social")
 
 MAX_WATCHED = 500  # users one connection may watch with ``presence``
 
@@ -123,7 +126,10 @@ class Social:
             if not await self.hub.presence.leave(session.user):
                 return  # still connected to another node
             now = self.hub.now_ms()
-            await self.hub.store.set_last_seen({session.user: now})
+            try:
+                await self.hub.store.set_last_seen({session.user: now})
+            except StoreUnavailable as exc:  # a full disk must not leave the user shown online
+                log.warning("%s: last seen of %s not saved: %s", session.id, session.user, exc)
             if session.user in self._online:
                 return  # a device came back meanwhile and was announced online already
             await self._announce(session.user, online=False, last_seen=now)

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import asyncpg
 import pytest
 from services import fresh_schema, require
+from socialhelp import befriend
 from wire import Dial, HubFactory, HubProcess, RawClient, history_all, token
 
 
@@ -275,3 +276,22 @@ async def test_a_hub_killed_on_a_full_disk_keeps_only_what_it_acknowledged(
         assert retried["seq"] == 2
     finally:
         await bob.close()
+
+
+async def test_leaving_while_the_store_is_down_still_shows_the_user_offline(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    """Saving last_seen fails, but friends must not keep seeing the user online."""
+    async with fresh_schema(require("postgres")) as dsn:
+        hub = await hub_factory(database_url=dsn, migrate_on_start=True)
+        alice, bob = await dial(hub.url, "alice"), await dial(hub.url, "bob")
+        await befriend(alice, bob)
+        admin = await asyncpg.connect(dsn)
+        try:
+            await admin.execute("ALTER TABLE last_seen RENAME TO last_seen_away")
+            await alice.close()
+            gone = await bob.event("presence", user="alice")
+            assert gone["online"] is False and gone["last_seen"] > 0
+            await admin.execute("ALTER TABLE last_seen_away RENAME TO last_seen")
+        finally:
+            await admin.close()
