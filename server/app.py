@@ -14,8 +14,6 @@ import logging
 from collections.abc import Iterable
 from types import TracebackType
 
-from websockets.asyncio.server import Server
-
 from .api import ServerApi
 from .auth import TokenVerifier, secret_beside
 from .broker.base import Broker
@@ -26,7 +24,8 @@ from .hub import Hub
 from .policy import CardResolver, DmPolicy, HubListener, PolicyFunction
 from .store.base import Store
 from .store.sqlite import SQLiteStore
-from .transport.websocket import WS_PATH, start_websocket_server
+from .transport.http import WS_PATH, TransportServer
+from .transport.websocket import start_websocket_server
 from .webhooks import WebhookSender
 
 log = logging.getLogger("clipwire.hub")
@@ -84,7 +83,7 @@ class ClipwireServer:
         if self.config.demo:
             self.demo = DemoSite(self.config)
         self.api: ServerApi | None = None
-        self._server: Server | None = None
+        self._server: TransportServer | None = None
         self.port = config.port
 
     @property
@@ -100,7 +99,7 @@ class ClipwireServer:
             self.hub, self.config.host, self.config.port, reuse_port=self._reuse_port,
             routes=self.demo.route if self.demo is not None else None,
         )
-        self.port = next(iter(self._server.sockets)).getsockname()[1]
+        self.port = self._server.port
         if self.config.api_key:
             self.api = ServerApi(self.hub, self.config.api_key)
             await self.api.start(self.config.api_host, self.config.api_port)
@@ -112,7 +111,7 @@ class ClipwireServer:
         ``drain`` is the SIGTERM path: clients are closed with 4010 (reconnect now).
         """
         if self._server is not None:
-            self._server.close(close_connections=False)
+            self._server.stop_accepting()
         if self.api is not None:
             await self.api.close()
             self.api = None

@@ -12,8 +12,9 @@ JavaScript client bundled into ``static/vendor/clipwire-client.js`` by
 - ``GET /demo/feed.json`` and ``GET /demo/thumbs/ID.svg``: the sample videos and
   their generated thumbnails (see ``feed.py``).
 
-Only GET is served (the hub's HTTP parser reads no request bodies), and the
-files are read once, at start.
+Only GET is served (the hub's transports read no request bodies), and the
+files are read once, at start. The routes are transport-neutral (``HttpRequest``
+in, ``HttpResponse`` out: see ``transport/http.py``), so either transport serves them.
 """
 
 from __future__ import annotations
@@ -24,14 +25,11 @@ import re
 import time
 from http import HTTPStatus
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
-
-from websockets.asyncio.server import ServerConnection
-from websockets.http11 import Request, Response
+from urllib.parse import parse_qs
 
 from ..auth import sign_token
 from ..config import HubConfig
-from ..transport.websocket import http_response
+from ..transport.http import HttpRequest, HttpResponse
 from .feed import FEED, thumbnail_svg
 
 log = logging.getLogger("clipwire.demo")
@@ -58,7 +56,7 @@ COMMON_HEADERS = (("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nos
 
 
 class DemoSite:
-    """The demo's HTTP routes, for ``start_websocket_server(..., routes=site.route)``."""
+    """The demo's HTTP routes, for a transport's ``routes=site.route``."""
 
     def __init__(self, config: HubConfig) -> None:
         if config.jwt_algorithm != "HS256" or not config.secret:
@@ -82,40 +80,36 @@ class DemoSite:
             "127.0.0.1", "localhost", "::1") else "any local program"
         log.warning("demo mode: %s can sign in as any user through %s", where, TOKEN_PATH)
 
-    async def route(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def route(self, request: HttpRequest) -> HttpResponse | None:
         """The demo's answer to ``request``, or None when the path is not the demo's."""
-        parts = urlsplit(request.path)
-        path = parts.path
+        path = request.path
         if path != TOKEN_PATH and path not in self.files:
             return None
-        if getattr(request, "method", "GET") != "GET":
-            response = connection.respond(HTTPStatus.METHOD_NOT_ALLOWED, "only GET here\n")
-            response.headers["Allow"] = "GET"
-            return response
+        if request.method != "GET":
+            return HttpResponse.text(HTTPStatus.METHOD_NOT_ALLOWED, "only GET here\n", (("Allow", "GET"),))
         if path == TOKEN_PATH:
-            return self._token(connection, parts.query)
+            return self._token(request.query)
         body, content_type = self.files[path]
         headers: tuple[tuple[str, str], ...] = COMMON_HEADERS
         if content_type.startswith("text/html"):
             headers = (*headers, ("Content-Security-Policy", CSP))
-        return http_response(connection, HTTPStatus.OK, body, content_type, headers)
+        return HttpResponse(HTTPStatus.OK, body, content_type, headers)
 
-    def _token(self, connection: ServerConnection, query: str) -> Response:
+    def _token(self, query: str) -> HttpResponse:
         users = parse_qs(query).get("user", [])
         user = users[0].strip() if len(users) == 1 else ""
         if not DEMO_USER.fullmatch(user) or user in self._reserved:
-            return self._json(connection, HTTPStatus.BAD_REQUEST, {
+            return self._json(HTTPStatus.BAD_REQUEST, {
                 "error": "give ?user=NAME: 1 to 32 letters, digits, '.', '_' or '-', starting "
                          "with a letter or digit"})
         token = sign_token(self._secret, user, ttl_s=TOKEN_TTL_S, name=user)
         expires_at = int((time.time() + TOKEN_TTL_S) * 1000)
-        return self._json(connection, HTTPStatus.OK,
-                          {"user": user, "token": token, "expires_at": expires_at})
+        return self._json(HTTPStatus.OK, {"user": user, "token": token, "expires_at": expires_at})
 
     @staticmethod
-    def _json(connection: ServerConnection, status: HTTPStatus, value: object) -> Response:
-        return http_response(connection, status, json.dumps(value).encode(), "application/json",
-                             (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")))
+    def _json(status: HTTPStatus, value: object) -> HttpResponse:
+        return HttpResponse(status, json.dumps(value).encode(), "application/json",
+                            (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")))
 
 
 __all__ = ["FEED_PATH", "TOKEN_PATH", "DemoSite"]

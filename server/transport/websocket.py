@@ -1,4 +1,4 @@
-"""The WebSocket transport, on the ``websockets`` asyncio API.
+"""The WebSocket transport, on the ``websockets`` asyncio API (the default).
 
 Outgoing frames are written straight to the socket: the frame goes through the
 connection's sans-I/O protocol and its bytes into the transport's buffer, with
@@ -6,38 +6,41 @@ no task, queue or await per frame (phoenix: "encoded once and written directly
 to sockets"). The transport's buffer is the bound: a client that lets it grow
 past ``send_buffer_bytes`` is closed with 4009 rather than allowed to grow the
 hub's memory or stall a fan-out.
+
+The HTTP routes and the upgrade checks are shared with the picows transport
+(http.py); here they are adapted to ``websockets``' ``process_request``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from http import HTTPStatus
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator, Sequence
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidState
 from websockets.http11 import Request, Response
 from websockets.protocol import State
-from websockets.typing import Origin, Subprotocol
+from websockets.typing import Subprotocol
 
-from clipwire.protocol import SUBPROTOCOL, CloseCode
+from clipwire.protocol import CloseCode
 
 from ..hub import Hub
+from .http import (
+    CLOSE_TIMEOUT_S,
+    MAX_QUEUE,
+    SERVER_NAME,
+    WS_PATH,
+    HttpRequest,
+    HttpResponse,
+    HttpRoute,
+    allowed_origins,
+    choose_subprotocol,
+    hub_routes,
+    refuse_upgrade,
+)
 
 log = logging.getLogger("clipwire.transport")
-
-WS_PATH = "/ws"
-# Once the hub closes a connection (or a peer stops answering pings), how long it
-# waits for the closing handshake before dropping the TCP connection.
-CLOSE_TIMEOUT_S = 2.0
-HEALTH_PATH = "/healthz"
-READY_PATH = "/readyz"
-METRICS_PATH = "/metrics"
-
-# More HTTP routes on the hub's port (the web demo): the response, or None for "not mine".
-HttpRoute = Callable[[ServerConnection, Request], Awaitable[Response | None]]
 
 
 class WebSocketConnection:
@@ -54,6 +57,11 @@ class WebSocketConnection:
     def remote(self) -> str:
         address = self._ws.remote_address
         return f"{address[0]}:{address[1]}" if address else "?"
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The TCP transport underneath (its write buffer is what ``send`` bounds)."""
+        return self._ws.transport
 
     def send(self, data: bytes, ephemeral: bool = False) -> None:
         ws = self._ws
@@ -91,57 +99,44 @@ class WebSocketConnection:
             await self._closer
 
 
-def _router(hub: Hub, extra: HttpRoute | None = None) -> HttpRoute:
-    """HTTP on the WebSocket port: /healthz (alive), /readyz (store and broker), /metrics,
-    then ``extra``'s routes."""
+class WebsocketsServer:
+    """``websockets``' server as the hub's :class:`~.http.TransportServer`."""
 
-    async def route(connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if path == WS_PATH:
-            if hub.connection_count >= hub.config.max_connections:
-                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,
-                                          "hub full: try another node or later\n")
-            return None
-        if path == HEALTH_PATH:
-            return connection.respond(HTTPStatus.OK, "ok\n")
-        if path == READY_PATH:
-            ready, why = await hub.ready()
-            status = HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE
-            return connection.respond(status, why + "\n")
-        if path == METRICS_PATH:
-            return http_response(connection, HTTPStatus.OK, hub.metrics.render(),
-                                 "text/plain; version=0.0.4; charset=utf-8")
-        if extra is not None:
-            response = await extra(connection, request)
-            if response is not None:
-                return response
-        return connection.respond(HTTPStatus.NOT_FOUND, f"Clipwire serves WebSocket at {WS_PATH}\n")
+    def __init__(self, server: Server) -> None:
+        self.server = server
 
-    return route
+    @property
+    def port(self) -> int:
+        return int(next(iter(self.server.sockets)).getsockname()[1])
+
+    def stop_accepting(self) -> None:
+        self.server.close(close_connections=False)
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_closed()
 
 
-def http_response(connection: ServerConnection, status: HTTPStatus, body: bytes, content_type: str,
-                  headers: Sequence[tuple[str, str]] = ()) -> Response:
-    """A response with ``body`` as ``content_type`` (one Content-Type, one Content-Length)."""
-    response = connection.respond(status, "")
+def _respond(connection: ServerConnection, answer: HttpResponse) -> Response:
+    """``answer`` as a ``websockets`` response (one Content-Type, one Content-Length)."""
+    response = connection.respond(answer.status, "")
     for name in ("Content-Type", "Content-Length"):
         del response.headers[name]
-    response.headers["Content-Type"] = content_type
-    response.headers["Content-Length"] = str(len(body))
-    for name, value in headers:
+    response.headers["Content-Type"] = answer.content_type
+    response.headers["Content-Length"] = str(len(answer.body))
+    for name, value in answer.headers:
         response.headers[name] = value
-    response.body = body
+    response.body = answer.body
     return response
 
 
 def _select_subprotocol(connection: ServerConnection,
                         offered: Sequence[Subprotocol]) -> Subprotocol | None:
-    # Clients that offer nothing (browsers, simple tools) are served all the same.
-    return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
+    chosen = choose_subprotocol(offered)
+    return Subprotocol(chosen) if chosen is not None else None
 
 
-async def start_websocket_server(hub: Hub, host: str, port: int, *,
-                                 reuse_port: bool = False, routes: HttpRoute | None = None) -> Server:
+async def start_websocket_server(hub: Hub, host: str, port: int, *, reuse_port: bool = False,
+                                 routes: HttpRoute | None = None) -> WebsocketsServer:
     """Listen on ``host:port``: WebSocket at ``/ws``, health at ``/healthz``, and ``routes``."""
 
     async def handler(ws: ServerConnection) -> None:
@@ -154,30 +149,35 @@ async def start_websocket_server(hub: Hub, host: str, port: int, *,
         finally:
             await conn.finish()
 
+    http = hub_routes(hub, routes)
+    origins = allowed_origins(hub)
+
+    async def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        # websockets reads GET requests only; any other method is refused before this.
+        asked = HttpRequest("GET", request.path, list(request.headers.raw_items()))
+        if asked.path == WS_PATH:
+            refused = refuse_upgrade(hub, origins, asked)
+            return None if refused is None else _respond(connection, refused)
+        return _respond(connection, await http(asked))
+
     config = hub.config
-    origins: list[Origin | None] | None = None
-    if config.allowed_origins:
-        # Browsers always send Origin; native apps and servers send none and are served.
-        origins = [Origin(o.strip()) for o in config.allowed_origins.split(",") if o.strip()]
-        origins.append(None)
-    return await serve(
+    server = await serve(
         handler,
         host,
         port,
-        process_request=_router(hub, routes),
+        process_request=process_request,
         select_subprotocol=_select_subprotocol,
-        origins=origins,
         max_size=config.max_frame_bytes,  # after decompression too: no compression bomb
         compression="deflate" if config.permessage_deflate else None,
         open_timeout=config.handshake_timeout_s,
         ping_interval=config.ping_interval_s,
         ping_timeout=config.ping_timeout_s,
         close_timeout=CLOSE_TIMEOUT_S,
-        max_queue=16,
-        server_header="Clipwire",
+        max_queue=MAX_QUEUE,
+        server_header=SERVER_NAME,
         reuse_port=reuse_port,
     )
+    return WebsocketsServer(server)
 
 
-__all__ = ["HEALTH_PATH", "WS_PATH", "HttpRoute", "WebSocketConnection", "http_response",
-           "start_websocket_server"]
+__all__ = ["WebSocketConnection", "WebsocketsServer", "start_websocket_server"]

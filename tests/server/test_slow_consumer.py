@@ -68,7 +68,7 @@ async def test_ephemeral_events_are_dropped_first(hub_factory: HubFactory, dial:
     conv = (await alice.ok("group.create", members=["carol"], title="busy"))["conv"]
     stalled.ws.transport.pause_reading()
     (carol,) = hub.hub.sessions["carol"]
-    transport = carol.conn._ws.transport
+    transport = carol.conn.transport
     for n in range(5000):  # fill carol's buffer past half, without closing her
         if transport.get_write_buffer_size() > 128 * 1024:
             break
