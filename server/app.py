@@ -24,8 +24,7 @@ from .hub import Hub
 from .policy import CardResolver, DmPolicy, HubListener, PolicyFunction
 from .store.base import Store
 from .store.sqlite import SQLiteStore
-from .transport.http import WS_PATH, TransportServer
-from .transport.websocket import start_websocket_server
+from .transport import WS_PATH, TransportServer, start_transport
 from .webhooks import WebhookSender
 
 log = logging.getLogger("clipwire.hub")
@@ -95,7 +94,7 @@ class ClipwireServer:
         await self.hub.start()
         if self.webhooks is not None:
             await self.webhooks.start()
-        self._server = await start_websocket_server(
+        self._server = await start_transport(
             self.hub, self.config.host, self.config.port, reuse_port=self._reuse_port,
             routes=self.demo.route if self.demo is not None else None,
         )
@@ -103,7 +102,7 @@ class ClipwireServer:
         if self.config.api_key:
             self.api = ServerApi(self.hub, self.config.api_key)
             await self.api.start(self.config.api_host, self.config.api_port)
-        log.info("serving %s (store %s)", self.url, self.config.db)
+        log.info("serving %s (store %s, transport %s)", self.url, self.config.db, self.config.transport)
 
     async def close(self, *, drain: bool = False) -> None:
         """Stop listening, disconnect clients, write what is queued, close the store.

@@ -8,6 +8,7 @@ offending setting when a value cannot work.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
 from collections.abc import Mapping
@@ -86,6 +87,10 @@ class HubConfig:
     )
     permessage_deflate: bool = _setting(
         False, "offer compression; decompressed frames stay bound by --max-frame-bytes"
+    )
+    transport: str = _setting(
+        "websockets", "WebSocket implementation: websockets, or picows (less CPU per frame; "
+        "pip install 'clipwire[picows]'; no --permessage-deflate)"
     )
     dm_policy: str = _setting(
         "friends", "who may start a DM: friends (both are friends) or everyone (open apps, load tests)"
@@ -189,6 +194,7 @@ class HubConfig:
             raise ConfigError(f"{_env('port')} (--port) must be between 0 and 65535")
         if self.hello_timeout_s <= 0:
             raise ConfigError(f"{_env('hello_timeout_s')} must be positive")
+        _check_transport(self)
         if self.dm_policy not in ("friends", "everyone"):
             raise ConfigError(f"{_env('dm_policy')} must be friends or everyone")
         if self.typing_per_s <= 0 or self.watch_ttl_s <= 0:
@@ -266,6 +272,17 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
         default = "" if f.default is None else str(f.default)
         rows.append((f"--{_flag(f.name)}", _env(f.name), default, f.metadata["help"]))
     return rows
+
+
+def _check_transport(c: HubConfig) -> None:
+    if c.transport not in ("websockets", "picows"):
+        raise ConfigError(f"{_env('transport')} must be websockets or picows")
+    if c.transport == "picows":
+        if importlib.util.find_spec("picows") is None:
+            raise ConfigError(f"{_env('transport')}=picows needs picows: pip install 'clipwire[picows]'")
+        if c.permessage_deflate:
+            raise ConfigError(f"{_env('permessage_deflate')} needs {_env('transport')}=websockets: "
+                              "the picows transport does not compress")
 
 
 def _check_backend_hooks(c: HubConfig) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wire import SECRET, Bystanders, Connect, Dial, HubFactory, HubProcess, RawClient, token
+from wire import SECRET, TRANSPORT, Bystanders, Connect, Dial, HubFactory, HubProcess, RawClient, token
 
 from clipwire.server import ClipwireServer, HubConfig
 
@@ -21,10 +21,11 @@ async def hub_factory(tmp_path: Path) -> AsyncIterator[HubFactory]:
         # Open DMs unless a test asks for the friends policy: most tests are about
         # messaging, and tests/server/test_social*.py cover the policy itself.
         # Rate limits high enough for tests that send in bulk; tests/server/test_rate_limits.py
-        # sets its own.
+        # sets its own. The transport is CLIPWIRE_TRANSPORT's unless a test chooses one.
         values: dict[str, Any] = {"port": 0, "db": str(tmp_path / "hub.db"), "secret": SECRET,
                                   "dm_policy": "everyone", "rate_send_per_s": 100_000.0,
-                                  "rate_history_per_s": 100_000.0, "rate_friend_per_s": 100_000.0}
+                                  "rate_history_per_s": 100_000.0, "rate_friend_per_s": 100_000.0,
+                                  "transport": TRANSPORT}
         values.update(settings)
         server = ClipwireServer(HubConfig(**values))
         await server.start()

@@ -22,6 +22,7 @@ def test_wheel_holds_every_package(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("protocol/codec.py", "protocol/SPEC.md", "protocol/py.typed",
                    "server/hub.py", "server/store/sqlite.py", "server/transport/websocket.py",
+                   "server/transport/picows.py", "server/transport/http.py",
                    "client/__init__.py", "client/chat.py", "server/demo/feed.py",
                    "server/demo/static/index.html", "server/demo/static/app.js",
                    "server/demo/static/style.css", "server/demo/static/vendor/clipwire-client.js"):

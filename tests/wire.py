@@ -27,6 +27,10 @@ from clipwire.server import ClipwireServer, sign_token
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 WAIT_S = 5.0
+#: The WebSocket transport of the tests' hubs: CLIPWIRE_TRANSPORT, as for ``clipwire serve``
+#: (hubs started as processes read it themselves). ``CLIPWIRE_TRANSPORT=picows pytest``
+#: runs the suite against picows; tests/server/test_transports.py runs both every time.
+TRANSPORT = os.environ.get("CLIPWIRE_TRANSPORT", "websockets")
 
 
 class RawClient:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wire import SECRET, Dial, video_card
+from wire import SECRET, TRANSPORT, Dial, video_card
 
 from clipwire.server import ClipwireServer, HubConfig
 from clipwire.server.broker.memory import MemoryBroker, MemoryBus
@@ -28,7 +28,7 @@ async def nodes(tmp_path: Path) -> AsyncIterator[Nodes]:
         bus = MemoryBus()
         for _ in range(count):
             config = HubConfig(port=0, db=str(tmp_path / "shared.db"), secret=SECRET,
-                               dm_policy="everyone", **settings)
+                               dm_policy="everyone", transport=TRANSPORT, **settings)
             server = ClipwireServer(config, broker=MemoryBroker(bus))
             await server.start()
             started.append(server)
@@ -93,7 +93,7 @@ async def test_membership_and_friendship_changes_cross_nodes(tmp_path: Path, dia
     bus = MemoryBus()
     servers = []
     for _ in range(2):
-        config = HubConfig(port=0, db=str(tmp_path / "friends.db"), secret=SECRET)
+        config = HubConfig(port=0, db=str(tmp_path / "friends.db"), secret=SECRET, transport=TRANSPORT)
         servers.append(ClipwireServer(config, broker=MemoryBroker(bus)))
         await servers[-1].start()
     try:

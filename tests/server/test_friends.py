@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from socialhelp import befriend, error_code, queued_of, quiet, settle, social_hub, user_of
-from wire import SECRET, Dial, HubFactory, HubProcess, RawClient, token
+from wire import SECRET, TRANSPORT, Dial, HubFactory, HubProcess, RawClient, token
 
 from clipwire.server import ClipwireServer, HubConfig
 from clipwire.server.config import ConfigError
@@ -225,7 +225,7 @@ async def test_friends_policy_refuses_a_non_friend_dm_and_creates_nothing(
 
 
 async def test_dm_policy_defaults_to_friends_in_hub_config(tmp_path: Path, dial: Dial) -> None:
-    config = HubConfig(port=0, db=str(tmp_path / "default.db"), secret=SECRET)
+    config = HubConfig(port=0, db=str(tmp_path / "default.db"), secret=SECRET, transport=TRANSPORT)
     assert config.dm_policy == "friends"
     server = ClipwireServer(config)
     await server.start()
@@ -279,7 +279,7 @@ async def test_a_callable_policy_from_the_embedding_app(tmp_path: Path, dial: Di
         return sender.split("-")[0] == recipient.split("-")[0]
 
     server = ClipwireServer(HubConfig(port=0, db=str(tmp_path / "policy.db"), secret=SECRET,
-                                      dm_policy="friends"), policy=same_team)
+                                      dm_policy="friends", transport=TRANSPORT), policy=same_team)
     await server.start()
     try:
         red1, red2, blue = [await dial(server.url, u) for u in ("red-1", "red-2", "blue-1")]
@@ -301,8 +301,8 @@ async def test_a_policy_object_with_may_dm(tmp_path: Path, dial: Dial) -> None:
         async def may_dm(self, sender: str, recipient: str) -> bool:
             return recipient == "support"
 
-    server = ClipwireServer(HubConfig(port=0, db=str(tmp_path / "obj.db"), secret=SECRET),
-                            policy=OnlyToSupport())
+    server = ClipwireServer(HubConfig(port=0, db=str(tmp_path / "obj.db"), secret=SECRET,
+                                      transport=TRANSPORT), policy=OnlyToSupport())
     await server.start()
     try:
         alice = await dial(server.url, "alice")

@@ -18,6 +18,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from wire import (
     SECRET,
+    TRANSPORT,
     WAIT_S,
     Connect,
     Dial,
@@ -493,7 +494,7 @@ class FriendsOnly:
 
 
 async def test_a_dm_needs_the_policys_consent(tmp_path: Path, dial: Dial) -> None:
-    config = HubConfig(port=0, db=str(tmp_path / "policy.db"), secret=SECRET)
+    config = HubConfig(port=0, db=str(tmp_path / "policy.db"), secret=SECRET, transport=TRANSPORT)
     policy = FriendsOnly(("alice", "bob"))
     async with ClipwireServer(config, policy=policy) as server:
         alice, carol = await dial(server.url, "alice"), await dial(server.url, "carol")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from services import fresh_schema, require
-from wire import Dial, HubFactory
+from wire import TRANSPORT, Dial, HubFactory
 
 from clipwire.server import ClipwireServer, HubConfig
 from clipwire.server.store.postgres import MIGRATIONS, SchemaOutOfDate
@@ -32,7 +32,7 @@ async def test_hub_on_postgres_stores_delivers_and_survives_a_restart(
 
 async def test_an_unmigrated_database_is_refused_with_what_to_do(tmp_path: object) -> None:
     async with fresh_schema(require("postgres")) as dsn:
-        server = ClipwireServer(HubConfig(port=0, database_url=dsn, secret="s" * 32))
+        server = ClipwireServer(HubConfig(port=0, database_url=dsn, secret="s" * 32, transport=TRANSPORT))
         with pytest.raises(SchemaOutOfDate, match="clipwire migrate"):
             await server.start()
         await server.store.close()
@@ -44,6 +44,6 @@ async def test_an_unmigrated_database_is_refused_with_what_to_do(tmp_path: objec
         out = (await migrate.communicate())[0].decode()
         assert migrate.returncode == 0
         assert f"schema version {len(MIGRATIONS)}" in out
-        server = ClipwireServer(HubConfig(port=0, database_url=dsn, secret="s" * 32))
+        server = ClipwireServer(HubConfig(port=0, database_url=dsn, secret="s" * 32, transport=TRANSPORT))
         await server.start()
         await server.close()
