@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import PrivateRedis, require
 from wire import SECRET, TRANSPORT, Bystanders, Connect, Dial, HubFactory, HubProcess, RawClient, token
 
 from clipwire.server import ClipwireServer, HubConfig
@@ -36,6 +37,16 @@ async def hub_factory(tmp_path: Path) -> AsyncIterator[HubFactory]:
     for server in reversed(started):
         if server._server is not None:
             await server.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A Redis of this test's own (the test may kill it), stopped at the end."""
+    require("redis")
+    redis = PrivateRedis()
+    redis.start()
+    yield redis
+    redis.stop()
 
 
 @pytest.fixture

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import time
 from contextlib import AbstractAsyncContextManager
 from urllib.parse import urlsplit
 
 import pytest
 
-from benchmarks.services import pg_schema
+from benchmarks.services import LocalRedis, pg_schema
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://127.0.0.1:5432/test")
@@ -50,37 +48,12 @@ def fresh_schema(database_url: str) -> AbstractAsyncContextManager[str]:
     return pg_schema(database_url, prefix="t")
 
 
-class PrivateRedis:
+class PrivateRedis(LocalRedis):
     """A redis-server of the test's own on a free port, so a test may kill and restart it."""
 
     def __init__(self) -> None:
         import shutil
 
-        binary = shutil.which("redis-server")
-        if binary is None:
+        if shutil.which("redis-server") is None:
             require("redis")  # same message and CI rule as for a missing service
-            raise RuntimeError("redis-server is not installed")
-        self.binary = binary
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        for _ in range(100):
-            if _reachable(self.url, self.port):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("private redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
+        super().__init__()

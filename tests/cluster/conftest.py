@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from clusterhelp import Rig
 from services import PrivateRedis, fresh_schema, require
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    require("redis")
-    redis = PrivateRedis()
-    redis.start()
-    yield redis
-    redis.stop()
 
 
 @pytest.fixture

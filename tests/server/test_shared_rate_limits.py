@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from services import PrivateRedis, require
+from services import PrivateRedis
 from wire import Dial, HubFactory, RawClient
 
 from clipwire.server import ClipwireServer
@@ -22,15 +22,6 @@ from clipwire.server.ratelimit import ClusterSpend
 RATE = 5.0  # per connection, for every kind here; a user gets the same (scale 1)
 ALLOWANCE = 10  # the user's burst: one window's allowance across the nodes
 WINDOW_S = 2.0
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    require("redis")
-    redis = PrivateRedis()
-    redis.start()
-    yield redis
-    redis.stop()
 
 
 @pytest.fixture
