@@ -85,7 +85,9 @@ _WSProtocol: Callable[..., asyncio.BufferedProtocol] = _picows_impl.WSProtocol  
 
 MAX_HEAD_BYTES = 16_000  # an HTTP request head (picows' own limit is 16 KiB)
 MAX_HEADERS = 128
-READ_BUFFER_BYTES = 16 * 1024  # picows' read buffer to start with; it grows for big frames
+# picows' read buffer to start with (its smallest): it doubles whenever a read fills
+# it, so busy connections and big frames get room, and the idle ones cost little.
+READ_BUFFER_BYTES = 2048
 RESUME_READING_AT = MAX_QUEUE // 4
 
 _BINARY = WSMsgType.BINARY
