@@ -29,7 +29,10 @@ A connection's life:
   document). Closing: the close frame, then ``CLOSE_TIMEOUT_S`` for the client's
   reply before the TCP connection is dropped; while the client is not reading (the
   socket's buffer above its high-water mark), that wait starts only once it reads
-  again, within the keepalive bound (``ping_interval_s + ping_timeout_s``).
+  again, within the keepalive bound (``ping_interval_s + ping_timeout_s``). The TCP
+  close lingers (:func:`_close_lingering`): a FIN, then the client's remaining bytes
+  are read and dropped, so that a client still sending when picows refuses its frame
+  gets the close frame rather than a reset.
 
 Not supported here: ``permessage_deflate`` (``HubConfig.check`` refuses the pair).
 The only picows API used beyond the documented one is its protocol class
@@ -42,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
@@ -116,9 +119,6 @@ class _PicowsLog(_LoggerAdapter):
             level = logging.INFO
         super().log(level, msg, *args, **kwargs)
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
-        return msg, kwargs
-
 
 _picows_log = _PicowsLog(logging.getLogger("clipwire.transport.picows"))
 
@@ -127,11 +127,11 @@ class PicowsConnection(WSListener):
     """A picows connection adapted to the hub's ``Connection`` interface."""
 
     _ws: WSTransport
-    _transport: asyncio.Transport
 
-    def __init__(self, server: PicowsServer) -> None:
+    def __init__(self, server: PicowsServer, transport: asyncio.Transport) -> None:
         super().__init__()
         self._server = server
+        self._transport = transport
         self._loop = server.loop
         self._max_buffered_bytes = server.hub.config.send_buffer_bytes
         self._max_message_bytes = server.hub.config.max_frame_bytes
@@ -216,7 +216,6 @@ class PicowsConnection(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._ws = transport
-        self._transport = transport.underlying_transport
         self._schedule_ping()
         self._server.connected(self)
 
@@ -449,7 +448,62 @@ def _answer(transport: asyncio.Transport, response: HttpResponse) -> None:
             f"Content-Length: {len(response.body)}"]
     head.extend(f"{name}: {value}" for name, value in response.headers)
     transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body)
-    transport.close()
+    _close_lingering(transport)
+
+
+def _close_lingering(transport: asyncio.Transport) -> None:
+    """Close without a reset: the FIN once the buffer is out, then what the client still
+    sends is read and dropped until it closes too, or ``CLOSE_TIMEOUT_S`` has passed.
+
+    Closing a socket with unread bytes in it resets the connection, and what was not
+    yet sent (a close frame, an HTTP answer) may be lost: this happens when picows
+    refuses a frame (1009) and closes while the client is still sending. websockets
+    avoids it by reading until the client's close frame; this does the same for picows.
+    """
+    protocol = transport.get_protocol()
+    if transport.is_closing() or isinstance(protocol, _Drain):
+        return
+    drain = _Drain(protocol, asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, transport.abort))
+    transport.set_protocol(drain)
+    if transport.can_write_eof():
+        transport.write_eof()
+    else:
+        transport.close()
+
+
+class _Drain(asyncio.Protocol):
+    """A closing connection's protocol: drops what arrives; its end goes to ``protocol``."""
+
+    def __init__(self, protocol: asyncio.BaseProtocol, timer: asyncio.TimerHandle) -> None:
+        self._protocol = protocol
+        self._timer = timer
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False  # the client has closed its side too: close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._timer.cancel()
+        self._protocol.connection_lost(exc)
+
+
+class _PicowsSide:
+    """The TCP transport as picows sees it: the same, except that ``close`` lingers
+    (see :func:`_close_lingering`). picows looks its methods up once per connection."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.write = transport.write
+        self.writelines = transport.writelines
+        self.get_write_buffer_size = transport.get_write_buffer_size
+        self.get_extra_info = transport.get_extra_info
+        self.is_closing = transport.is_closing
+        self.abort = transport.abort
+
+    def close(self) -> None:
+        _close_lingering(self._transport)
 
 
 def _feed(protocol: asyncio.BufferedProtocol, transport: asyncio.Transport, data: bytes) -> None:
@@ -523,7 +577,7 @@ class PicowsServer:
         subprotocol = choose_subprotocol(request.header_values("Sec-WebSocket-Protocol"))
         if subprotocol is not None:
             headers["Sec-WebSocket-Protocol"] = subprotocol
-        listener = PicowsConnection(self)
+        listener = PicowsConnection(self, transport)
 
         def accept(_request: WSUpgradeRequest) -> WSUpgradeResponseWithListener:
             return WSUpgradeResponseWithListener(WSUpgradeResponse.create_101_response(headers), listener)
@@ -541,7 +595,8 @@ class PicowsServer:
             READ_BUFFER_BYTES,
         )
         transport.set_protocol(protocol)
-        protocol.connection_made(transport)
+        # What picows uses of a transport, with a lingering close: see _PicowsSide.
+        protocol.connection_made(cast(asyncio.Transport, _PicowsSide(transport)))
         _feed(protocol, transport, head)
 
     def connected(self, conn: PicowsConnection) -> None:
