@@ -39,10 +39,13 @@ class HubMetrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.pending = Gauge("clipwire_commit_pending", "Messages waiting for the store",
                              registry=r)
-        self._types = known_types()
+        # One child per request type, looked up once: ``labels()`` locks and builds a key,
+        # a cost every frame would pay.
+        self._frames_in = {t: self.frames_in.labels(t) for t in (*known_types(), "unknown")}
+        self._unknown = self._frames_in["unknown"]
 
     def frame_in(self, t: str) -> None:
-        self.frames_in.labels(t if t in self._types else "unknown").inc()
+        self._frames_in.get(t, self._unknown).inc()
 
     def committed(self, batch: int, seconds: float) -> None:
         self.batch.observe(batch)
