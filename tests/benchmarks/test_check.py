@@ -1,0 +1,34 @@
+"""``benchmarks check`` on hand-made results: when ratios to the relay mean something."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.check import compare
+
+MACHINE = {"cpu_model": "same", "cores": 2}
+
+
+def dm_run(clipwire: float, relay: float, relay_limit: str) -> dict[str, Any]:
+    def system(rate: float, limit: str) -> dict[str, Any]:
+        return {"headline": {"rate_per_s": rate, "limited_by": limit}}
+
+    return {"machine": MACHINE, "scenarios": {"dm": {
+        "name": "dm", "machine": MACHINE,
+        "systems": {"clipwire": system(clipwire, "system"), "relay": system(relay, relay_limit)}}}}
+
+
+def test_a_relay_at_its_own_limit_is_the_floor() -> None:
+    status, lines = compare(dm_run(3000, 8000, "system"), dm_run(3000, 4000, "system"), 0.2)
+    assert status == 1 and "REGRESSED" in "\n".join(lines)  # half the ratio: a regression
+
+
+def test_a_relay_stopped_by_the_generator_is_no_floor() -> None:
+    # Clipwire did better; the relay only looks better because the generator let it climb.
+    status, lines = compare(dm_run(6000, 32000, "none reached: raise --rates"),
+                            dm_run(3000, 8000, "generator"), 0.2)
+    text = "\n".join(lines)
+    assert status == 0, text
+    assert "absolute: the relay hit a bound" in text
+    status, lines = compare(dm_run(2000, 32000, "generator"), dm_run(3000, 8000, "system"), 0.2)
+    assert status == 1, "\n".join(lines)  # compared in absolute terms, still caught
