@@ -64,15 +64,16 @@ def _serve(args: argparse.Namespace) -> int:
         server = ClipwireServer(config, reuse_port=config.reuse_port)
         await server.start()
         try:
+            # Signals first: whoever reads the address below may stop the hub at once.
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
             _say(f"Clipwire hub on {server.url} (health: http://{config.host}:{server.port}/healthz)")
             if config.demo:
                 shown = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
                 _say(f"Demo: open http://{shown}:{server.port}/ in two browser windows "
                      "(anyone reaching this port can sign in as anyone)")
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
             await stop.wait()
             _say("draining: clients are asked to reconnect elsewhere")
         finally:
