@@ -957,12 +957,12 @@ class Run:
         return report
 
 
-async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``check`` until true; return the seconds it took, or raise AssertionError."""
+async def until(check: Callable[[], bool], timeout: float, what: str | Callable[[], str]) -> float:
+    """Poll ``check`` until true; return the seconds it took, or raise AssertionError naming ``what``."""
     start = time.monotonic()
     while not check():
         if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout} s: {what}")
+            raise AssertionError(f"not within {timeout} s: {what() if callable(what) else what}")
         await asyncio.sleep(0.02)
     return time.monotonic() - start
 

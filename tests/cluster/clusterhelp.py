@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 from wire import SECRET, token
 
+from benchmarks.faults import gather_limited, until
 from clipwire.protocol import decode, encode
 
 PRESENCE_TTL_S = 1.5
@@ -480,26 +481,6 @@ class Device:
         assert not self.of(t, **match), f"{self.label}: unexpected {self.of(t, **match)}"
 
 
-async def until(check: Callable[[], bool], timeout: float, what: str | Callable[[], str]) -> float:
-    """Poll ``check`` until true; return the seconds it took, or fail naming ``what``."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout} s: {what() if callable(what) else what}")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start
-
-
-async def gather_limited(works: Iterable[Awaitable[Any]], limit: int = 50) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(work: Awaitable[Any]) -> Any:
-        async with gate:
-            return await work
-
-    return await asyncio.gather(*(one(w) for w in works))
-
-
 # -- a cluster of nodes for one test ---------------------------------------------------
 
 
@@ -793,7 +774,7 @@ class World:
             world._add(rig, name, name, nodes[i % len(nodes)])
         for i, name in enumerate(names[:dual]):
             world._add(rig, name, f"{name}-2", nodes[(i + 1) % len(nodes)])
-        await gather_limited(device.connect(world.home[device].url) for device in world.devices)
+        await gather_limited((device.connect(world.home[device].url) for device in world.devices), 50)
 
         async def group(index: int) -> None:
             users_in = names[index * group_size:(index + 1) * group_size]
@@ -807,7 +788,7 @@ class World:
             world.opened.append((world.first[a], reply["conv"], reply["seq"], "open"))
 
         await gather_limited([*(group(g) for g in range(users // group_size)),
-                              *(dm(i) for i in range(users // 2))])
+                              *(dm(i) for i in range(users // 2))], 50)
         by_user: dict[str, list[str]] = {}
         for conv, users_in in world.members.items():
             for user in users_in:

@@ -86,7 +86,7 @@ async def test_two_workers_share_one_port_and_stop_together(rig: Rig) -> None:
     await until(both_listen, 30, lambda: f"workers {workers} listening on {port}")
 
     devices = [rig.device(f"w{i:02}") for i in range(40)]
-    welcomes = await gather_limited(device.connect(url) for device in devices)
+    welcomes = await gather_limited((device.connect(url) for device in devices), 50)
     served_by: dict[str, int] = {}
     for pid in workers:
         peers = tcp_sockets(pid, port)[1]
