@@ -405,28 +405,43 @@ class RedisPresence:
             pass
 
 
+# KEYS: for each spend, its window's key and the window before's; ARGV: the TTL in
+# ms, then each spend's count. Returns, for each spend, the window's new total and
+# the total of the window before.
+_ADD_SPENDS = """
+local ttl, out = tonumber(ARGV[1]), {}
+for i = 1, #KEYS, 2 do
+  out[i] = redis.call('INCRBY', KEYS[i], ARGV[(i + 1) / 2 + 1])
+  redis.call('PEXPIRE', KEYS[i], ttl)
+  out[i + 1] = tonumber(redis.call('GET', KEYS[i + 1]) or 0)
+end
+return out
+"""
+
+
 class RedisUsage:
     """Rate-limit spend shared by the nodes (the limiter's logic is in ratelimit.py).
 
     ``cw:rate:<kind>:<window>:<user>`` counts what a user spent of one kind in one
     window on every node; it expires ``ttl_s`` after its last update. One flush is
-    one pipeline: for each user, ``INCRBY`` of the node's spend, ``PEXPIRE``, and a
-    ``GET`` of the window before.
+    one script call: for each user, ``INCRBY`` of the node's spend, ``PEXPIRE``, and
+    a ``GET`` of the window before, and one array comes back. As a pipeline of
+    three commands a user, redis-py's reading of each reply cost a fifth of a busy
+    node's CPU.
     """
 
     def __init__(self, broker: RedisBroker) -> None:
         self._broker = broker
+        self._script: Any = None
 
     async def add(self, spends: Sequence[tuple[str, str, int, int]],
                   ttl_s: float) -> list[tuple[int, int]]:
         if not spends:
             return []
-        ttl_ms = int(ttl_s * 1000)
-        pipe = self._broker.client.pipeline(transaction=False)
-        for user, kind, window, count in spends:
-            key = f"cw:rate:{kind}:{window}:{user}"
-            pipe.incrby(key, count)
-            pipe.pexpire(key, ttl_ms)
-            pipe.get(f"cw:rate:{kind}:{window - 1}:{user}")
-        replies = await pipe.execute()
-        return [(int(replies[i]), int(replies[i + 2] or 0)) for i in range(0, len(replies), 3)]
+        if self._script is None:
+            self._script = self._broker.client.register_script(_ADD_SPENDS)
+        keys: list[str] = []
+        for user, kind, window, _ in spends:
+            keys += (f"cw:rate:{kind}:{window}:{user}", f"cw:rate:{kind}:{window - 1}:{user}")
+        replies = await self._script(keys=keys, args=[int(ttl_s * 1000), *(c for *_, c in spends)])
+        return [(int(replies[i]), int(replies[i + 1])) for i in range(0, len(replies), 2)]
