@@ -164,7 +164,7 @@ def _start_clipwire(cpu: int | None, workdir: Path, extra: list[str], node: str 
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "clipwire.db"
     if fresh:
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-lock"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
     log_path = workdir / f"{node}.log"
     env = {**os.environ, "CLIPWIRE_SECRET": SECRET, "CLIPWIRE_LOG_LEVEL": "WARNING", **OPEN_FOR_LOAD}

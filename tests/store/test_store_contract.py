@@ -266,6 +266,29 @@ async def test_writers_on_several_nodes_keep_seqs_gap_free(kind: str, tmp_path: 
         await run(lambda: PostgresStore(dsn, migrate_on_open=True))
 
 
+async def test_sqlite_writers_of_several_processes_queue_on_the_lock_file(tmp_path: Path) -> None:
+    """Another process mid-write holds ``<file>-lock``: a write here waits for it, then succeeds.
+
+    (SQLite's own lock would have been polled, with sleeps of 1, 2, 5, 10 ms and more.)
+    """
+    import fcntl
+
+    store = SQLiteStore(tmp_path / "queued.db")
+    await store.open()
+    try:
+        await store.ensure_dm("d1", "a", "b", 1)
+        with (tmp_path / "queued.db-lock").open("a+b") as other:
+            fcntl.flock(other, fcntl.LOCK_EX)
+            write = asyncio.ensure_future(store.append_batch([msg("d1", "a", "c1")]))
+            await asyncio.sleep(0.3)
+            assert not write.done()  # queued behind the other process
+            fcntl.flock(other, fcntl.LOCK_UN)
+            [appended] = await write
+            assert appended is not None and appended.message.seq == 1
+    finally:
+        await store.close()
+
+
 async def test_messages_found_by_video_and_revocations(store: Store) -> None:
     await store.ensure_dm("d1", "a", "b", 1)
     await store.create_group("g1", "team", "a", ["b"], 1)
