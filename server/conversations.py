@@ -88,7 +88,10 @@ class ConversationCache:
     def advanced(self, conv: str, seq: int) -> None:
         """Another node committed message ``seq`` of ``conv``."""
         entry = self._entries.get(conv)
-        if entry is not None and seq > entry.last_seq:
+        if entry is None:
+            # A load under way may have read the store before this message: not cached.
+            self._generation += 1
+        elif seq > entry.last_seq:
             entry.last_seq = seq
 
     def changed(self, conv: Conversation) -> None:
