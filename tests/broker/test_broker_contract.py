@@ -129,3 +129,34 @@ async def test_redis_restart_is_reported_and_subscriptions_come_back() -> None:
         await a.broker.close()
         await b.broker.close()
         redis.stop()
+
+
+async def test_a_pubsub_connection_gone_silent_is_dropped_and_comes_back(private_redis: PrivateRedis) -> None:
+    """Nothing answers the keepalive pings (Redis paused, as a partition would look):
+    the subscriber reconnects, reports the loss, and is delivered to again."""
+    import redis.asyncio as aioredis
+
+    a = Node(RedisBroker(private_redis.url, keepalive_s=0.2))
+    b = Node(RedisBroker(private_redis.url))
+    admin = aioredis.Redis.from_url(private_redis.url)
+    try:
+        await a.start()
+        await b.start()
+        await a.broker.subscribe(["c:quiet"])
+        b.broker.publish("c:quiet", b"before")
+        assert await a.next() == ("c:quiet", b"before")
+        await admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        await asyncio.wait_for(a.reset_seen.wait(), 10)
+        for _ in range(100):
+            b.broker.publish("c:quiet", b"after")
+            try:
+                if (await a.next(timeout=0.2))[1] == b"after":
+                    break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("no delivery after the reconnect")
+    finally:
+        await a.broker.close()
+        await b.broker.close()
+        await admin.aclose()
