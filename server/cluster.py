@@ -38,6 +38,7 @@ FRESH_S = 5.0
 
 
 def _pack(header: dict[str, Any], data: bytes = b"") -> bytes:
+    """``header`` starts with ``n``, the origin node (see ``Cluster._own``)."""
     head = orjson.dumps(header)
     return _LEN.pack(len(head)) + head + data
 
@@ -52,6 +53,10 @@ class Cluster:
         self.hub = hub
         self.broker = broker
         self.node = secrets.token_hex(6)
+        # Every envelope's header starts with the origin (``_pack`` keeps "n" first), so
+        # a node's own events, which Redis sends back to it on every channel it shares
+        # with other nodes, are dropped before their header is parsed.
+        self._own = b'{"n":"' + self.node.encode() + b'"'
         self._channel_users: dict[str, set[str]] = {}  # channel -> local users needing it
         self._fresh: dict[str, float] = {}  # conv -> until when it is routed by user
         # Followed conv -> highest seq this node has delivered (or knew of when it began
@@ -169,6 +174,8 @@ class Cluster:
     # -- incoming -------------------------------------------------------------
 
     def _arrived(self, channel: str, raw: bytes) -> None:
+        if raw.startswith(self._own, 4):
+            return
         header, data = _unpack(raw)
         if header["n"] == self.node:
             return
