@@ -1,11 +1,12 @@
 """``benchmarks check``: has a Clipwire headline regressed against the committed baseline?
 
-Each headline is compared as a ratio to the bare relay floor measured in the
-same scenario run, so a slower or busier machine moves both and does not fail
-the check. Headlines with no relay counterpart (resume, cross-node), and rates
-where the relay's climb stopped at the generator or the top step in either run
-(its figure is then only a lower bound), are compared as absolute figures, and
-only when the CPU model and core count match.
+Each headline is compared as a ratio to a yardstick measured in the same
+scenario run, so a slower or busier machine moves both and does not fail the
+check: the bare relay floor, or Socket.IO where the relay does not run
+(cross-node). Headlines with no yardstick (resume), and rates where the
+yardstick's climb stopped at the generator or the top step in either run (its
+figure is then only a lower bound), are compared as absolute figures, and only
+when the CPU model and core count match.
 Exit status: 0 nothing regressed, 1 a headline regressed by more than the
 margin, 2 nothing could be compared.
 """
@@ -20,9 +21,17 @@ from .report import headline_value
 from .scenarios import SCENARIOS, Headline
 
 FLOOR = "relay"
+NEXT_BEST = "socketio"  # the yardstick of scenarios the relay cannot run (cross-node)
 
 
-def _normalized(entry: dict[str, Any], h: Headline, absolute: bool) -> tuple[float | None, str]:
+def _yardstick(systems: tuple[str, ...] | None) -> str | None:
+    if systems is None or FLOOR in systems:
+        return FLOOR
+    return NEXT_BEST if NEXT_BEST in systems else None
+
+
+def _normalized(entry: dict[str, Any], h: Headline, absolute: bool,
+                yardstick: str = FLOOR) -> tuple[float | None, str]:
     mine = headline_value(entry, "clipwire", h.key)
     if "clipwire" not in entry.get("systems", {}):
         return None, "clipwire not measured"
@@ -31,16 +40,16 @@ def _normalized(entry: dict[str, Any], h: Headline, absolute: bool) -> tuple[flo
         return None, f"clipwire failed: {err}" if err else "clipwire had no passing step"
     if absolute:
         return mine, "absolute"
-    floor = headline_value(entry, FLOOR, h.key)
+    floor = headline_value(entry, yardstick, h.key)
     if floor is None or floor == 0:
-        return None, f"no {FLOOR} floor in this run"
-    return mine / floor, f"/ {FLOOR}"
+        return None, f"no {yardstick} figure in this run"
+    return mine / floor, f"/ {yardstick}"
 
 
-def _floor_bounded(entry: dict[str, Any]) -> bool:
-    """The relay's climb stopped at the generator or the top step: its figure is a lower bound,
-    and a ratio to it says more about the generator than about Clipwire."""
-    limited = entry.get("systems", {}).get(FLOOR, {}).get("headline", {}).get("limited_by")
+def _floor_bounded(entry: dict[str, Any], yardstick: str = FLOOR) -> bool:
+    """The yardstick's climb stopped at the generator or the top step: its figure is a lower
+    bound, and a ratio to it says more about the generator than about Clipwire."""
+    limited = entry.get("systems", {}).get(yardstick, {}).get("headline", {}).get("limited_by")
     return limited is not None and limited != "system"
 
 
@@ -58,16 +67,18 @@ def compare(latest: dict[str, Any], baseline: dict[str, Any], margin: float) -> 
         cur = latest.get("scenarios", {}).get(name)
         if base is None or "skipped" in base:
             continue
-        no_floor = scenario.systems is not None and FLOOR not in scenario.systems
+        yardstick = _yardstick(scenario.systems)
+        no_floor = yardstick is None
         for h in scenario.headlines:
-            absolute = no_floor or (cur is not None and "skipped" not in cur and
-                                    (_floor_bounded(base) or _floor_bounded(cur)))
+            absolute = yardstick is None or (cur is not None and "skipped" not in cur and
+                                             (_floor_bounded(base, yardstick)
+                                              or _floor_bounded(cur, yardstick)))
             label = h.label.ljust(width)
             if cur is None or "skipped" in cur:
                 lines.append(f"  {label}  not measured in the latest results")
                 continue
-            b, why_b = _normalized(base, h, absolute)
-            c, why_c = _normalized(cur, h, absolute)
+            b, why_b = _normalized(base, h, absolute, yardstick or FLOOR)
+            c, why_c = _normalized(cur, h, absolute, yardstick or FLOOR)
             if b is None:
                 lines.append(f"  {label}  baseline has no figure ({why_b})")
                 continue
@@ -87,7 +98,7 @@ def compare(latest: dict[str, Any], baseline: dict[str, Any], margin: float) -> 
             change = c / b - 1
             worse = change < -margin if h.higher_is_better else change > margin
             regressed += worse
-            unit = why_c if why_c != "absolute" or no_floor else "absolute: the relay hit a bound"
+            unit = why_c if why_c != "absolute" or no_floor else f"absolute: the {yardstick} hit a bound"
             direction = "higher" if h.higher_is_better else "lower"
             lines.append(f"  {label}  {'REGRESSED' if worse else 'ok':9} baseline {b:.4g} now {c:.4g} "
                          f"({unit}, {change:+.1%}; {direction} is better)")

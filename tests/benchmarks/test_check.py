@@ -32,3 +32,22 @@ def test_a_relay_stopped_by_the_generator_is_no_floor() -> None:
     assert "absolute: the relay hit a bound" in text
     status, lines = compare(dm_run(2000, 32000, "generator"), dm_run(3000, 8000, "system"), 0.2)
     assert status == 1, "\n".join(lines)  # compared in absolute terms, still caught
+
+
+def cross_run(clipwire: float, socketio: float, cpu_model: str) -> dict[str, Any]:
+    machine = {"cpu_model": cpu_model, "cores": 2}
+    headline = {"rate_per_s": None, "limited_by": "system"}
+    systems = {name: {"headline": {**headline, "rate_per_s": rate}}
+               for name, rate in (("clipwire", clipwire), ("socketio", socketio))}
+    return {"machine": machine, "scenarios": {"cross-node": {
+        "name": "cross-node", "machine": machine, "systems": systems}}}
+
+
+def test_cross_node_has_socketio_for_a_yardstick_on_any_machine() -> None:
+    # A slower machine halves both: no regression, though another machine's absolute
+    # figures could not have been compared at all.
+    status, lines = compare(cross_run(1000, 2000, "slow"), cross_run(2000, 4000, "fast"), 0.2)
+    text = "\n".join(lines)
+    assert status == 0 and "/ socketio" in text, text
+    status, lines = compare(cross_run(500, 2000, "slow"), cross_run(2000, 4000, "fast"), 0.2)
+    assert status == 1 and "REGRESSED" in "\n".join(lines)
