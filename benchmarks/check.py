@@ -49,7 +49,10 @@ def _normalized(entry: dict[str, Any], h: Headline, absolute: bool,
 def _floor_bounded(entry: dict[str, Any], yardstick: str = FLOOR) -> bool:
     """The yardstick's climb stopped at the generator or the top step: its figure is a lower
     bound, and a ratio to it says more about the generator than about Clipwire."""
-    limited = entry.get("systems", {}).get(yardstick, {}).get("headline", {}).get("limited_by")
+    system = entry.get("systems", {}).get(yardstick, {})
+    # cross-node results before its headline carried the climb's limit keep it under "dm"
+    limited = (system.get("headline", {}).get("limited_by")
+               or system.get("dm", {}).get("headline", {}).get("limited_by"))
     return limited is not None and limited != "system"
 
 
@@ -70,9 +73,11 @@ def compare(latest: dict[str, Any], baseline: dict[str, Any], margin: float) -> 
         yardstick = _yardstick(scenario.systems)
         no_floor = yardstick is None
         for h in scenario.headlines:
-            absolute = yardstick is None or (cur is not None and "skipped" not in cur and
-                                             (_floor_bounded(base, yardstick)
-                                              or _floor_bounded(cur, yardstick)))
+            # A climb's bound says nothing of the same run's latencies (cross-node has both).
+            absolute = yardstick is None or (h.higher_is_better and cur is not None
+                                             and "skipped" not in cur
+                                             and (_floor_bounded(base, yardstick)
+                                                  or _floor_bounded(cur, yardstick)))
             label = h.label.ljust(width)
             if cur is None or "skipped" in cur:
                 lines.append(f"  {label}  not measured in the latest results")

@@ -26,6 +26,7 @@ def run(ctx: Ctx, server: Server) -> dict[str, Any]:
     dms = dm.measure(ctx, server, nodes=NODES)
     return {"nodes": NODES, "latency": ping, "dm": dms,
             "headline": {"rate_per_s": dms["headline"]["rate_per_s"],
+                         "limited_by": dms["headline"].get("limited_by"),
                          "p50_ms": ping["headline"]["p50_ms"], "p99_ms": ping["headline"]["p99_ms"]}}
 
 
