@@ -52,6 +52,8 @@ class RedisBroker:
         self._client: aioredis.Redis | None = None
         self._pubsub: Any = None
         self._publisher: Any = None  # a redis.asyncio Connection with replies switched off
+        self._publisher_watch: asyncio.Task[None] | None = None
+        self._publisher_connects = 0
         self._channels: set[str] = set()
         self._outbox: list[tuple[str, bytes]] = []
         self._wakeup = asyncio.Event()
@@ -85,6 +87,8 @@ class RedisBroker:
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError], protocol=2,
         )
+        # The URL's options win over the arguments above; the reader needs bytes and RESP2.
+        pool.connection_kwargs.update(decode_responses=False, protocol=2)
         self._client = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
         try:
             await self._client.ping()
@@ -205,17 +209,52 @@ class RedisBroker:
             if conn is None or not self._channels:
                 self._heard = time.monotonic()  # nothing to hear yet
                 continue
+            if not conn.is_connected:
+                continue  # the reader is reconnecting: do not race it
             if time.monotonic() - self._heard > 3 * self._keepalive_s:
                 log.warning("broker: nothing from Redis for %.0f s; reconnecting",
                             time.monotonic() - self._heard)
                 self._heard = time.monotonic()
-                await conn.disconnect()
+                with contextlib.suppress(Exception):
+                    await conn.disconnect()
                 continue
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.ping()
 
     async def _replies_off(self, connection: Any) -> None:
         await connection.send_command("CLIENT", "REPLY", "OFF", check_health=False)
+        if self._publisher_watch is not None:
+            self._publisher_watch.cancel()
+        self._publisher_connects += 1
+        self._publisher_watch = asyncio.get_running_loop().create_task(
+            self._watch_publisher(connection, self._publisher_connects),
+            name="broker-publisher-watch")
+
+    async def _watch_publisher(self, conn: Any, connect: int) -> None:
+        """Read the publisher's connection, on which Redis says nothing, to notice it closing.
+
+        A connection closed by the server (a restart, a proxy's idle timeout,
+        ``CLIENT KILL``) is only half-closed for us: writes into it would vanish
+        without an error. The end of the stream shows at once here, and the next
+        batch reconnects. A reply means replies are not off (a proxy that does not
+        know ``CLIENT REPLY``): it is drained and said once.
+        """
+        told = False
+        while True:
+            try:
+                reply = await conn.read_response(timeout=math.inf, disconnect_on_error=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                break
+            if not told:
+                told = True
+                log.error("broker: Redis answered a publish (%r); CLIENT REPLY OFF is not in "
+                          "effect, so every publish now costs a reply read here", reply)
+        if not self._closing and connect == self._publisher_connects:  # not reconnected since
+            log.warning("broker: the publishing connection closed; the next batch reconnects")
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
 
     async def _write(self) -> None:
         """Send what is queued, a batch per write, on a connection Redis does not answer.
@@ -225,7 +264,8 @@ class RedisBroker:
         about 300 us of CPU here, the bare write under 60). Nothing waits for a
         round trip, so batches follow each other as fast as the socket takes them.
         A write that fails drops its batch (pub/sub is at-most-once; the receivers'
-        own reconnect reports the loss) and the next one reconnects.
+        own reconnect reports the loss when Redis went away) and the next one
+        reconnects; ``_watch_publisher`` notices a connection the server closed.
         """
         conn = self._publisher
         while True:
@@ -259,6 +299,9 @@ class RedisBroker:
                     pass
             else:
                 task.cancel()
+        if self._publisher_watch is not None:
+            self._publisher_watch.cancel()
+            self._tasks.append(self._publisher_watch)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._publisher is not None:
             await self._publisher.disconnect()

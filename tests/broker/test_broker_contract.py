@@ -160,3 +160,29 @@ async def test_a_pubsub_connection_gone_silent_is_dropped_and_comes_back(private
         await a.broker.close()
         await b.broker.close()
         await admin.aclose()
+
+
+async def test_a_publishing_connection_closed_by_redis_is_noticed_before_the_next_publish(
+    private_redis: PrivateRedis,
+) -> None:
+    """Redis closes the publisher's connection (a proxy's idle timeout, CLIENT KILL): the
+    next publish must not vanish into the half-closed socket, as no reply would tell."""
+    import redis.asyncio as aioredis
+
+    a, b = Node(RedisBroker(private_redis.url)), Node(RedisBroker(private_redis.url))
+    admin = aioredis.Redis.from_url(private_redis.url)
+    try:
+        await a.start()
+        await b.start()
+        await a.broker.subscribe(["c:kill"])
+        b.broker.publish("c:kill", b"before")
+        assert await a.next() == ("c:kill", b"before")
+        killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert killed >= 1
+        await asyncio.sleep(0.3)
+        b.broker.publish("c:kill", b"after")
+        assert await a.next(timeout=3) == ("c:kill", b"after")
+    finally:
+        await a.broker.close()
+        await b.broker.close()
+        await admin.aclose()
