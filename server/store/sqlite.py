@@ -3,8 +3,8 @@
 One connection writes and one reads, so history and welcome queries never wait
 behind a commit. Writes take ``BEGIN IMMEDIATE``, which also makes several hub
 processes sharing one file safe; they queue first on an ``flock`` of
-``<file>-lock``, which wakes the next writer as soon as one finishes (SQLite's
-own lock is polled).
+``<file>-lock``, retried within a millisecond (SQLite's own lock is retried
+after 1, 2, 5, 10 ms and more).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from .base import (
 )
 
 log = logging.getLogger("clipwire.store")
+LOCK_WAIT_S = 5.0  # as long as SQLite's busy timeout
 
 # Each entry upgrades the schema by one version (PRAGMA user_version).
 MIGRATIONS: tuple[str, ...] = (
@@ -122,9 +124,11 @@ _CHUNK = 250  # keys per IN (...) query, well under SQLite's variable limit
 class SQLiteStore:
     """A ``Store`` on one SQLite file."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL",
+                 lock_wait_s: float = LOCK_WAIT_S) -> None:
         self.path = str(path)
         self.synchronous = synchronous
+        self.lock_wait_s = lock_wait_s
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
@@ -136,8 +140,9 @@ class SQLiteStore:
         Processes sharing the file (nodes, workers) would otherwise meet on
         SQLite's own write lock, whose busy handler polls: a writer that finds it
         taken sleeps 1, 2, 5, 10 ms and more before trying again, so two busy
-        nodes spent milliseconds per commit asleep or spinning. A blocked
-        ``flock`` is woken by the kernel the moment the holder lets go.
+        nodes spent milliseconds per commit asleep. Here a waiting writer retries
+        within 0.1 to 1 ms, and gives up after ``lock_wait_s`` (a process stopped
+        mid-write must not hang every other writer, nor their shutdown).
         """
         if self.path != ":memory:" and self._lock_fd is None:
             self._lock_fd = os.open(f"{self.path}-lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -241,19 +246,36 @@ class SQLiteStore:
         """
         async with self._write_lock:
             w = self._w
-            result: _T = await w._execute(self._transact, w._conn, body, self._lock_fd)  # type: ignore[no-untyped-call]
+            result: _T = await w._execute(self._transact, w._conn, body)  # type: ignore[no-untyped-call]
             return result
 
-    @staticmethod
-    def _transact(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], _T],
-                  lock_fd: int | None = None) -> _T:
-        if lock_fd is None:
-            return SQLiteStore._transact_locked(db, body)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # on the writer's thread: the loop never waits here
+    def _transact(self, db: sqlite3.Connection, body: Callable[[sqlite3.Connection], _T]) -> _T:
+        """On the writer's thread: the event loop never waits for the lock."""
+        fd = self._lock_fd
+        if fd is None:
+            return self._transact_locked(db, body)
+        self._take_lock(fd)
         try:
-            return SQLiteStore._transact_locked(db, body)
+            return self._transact_locked(db, body)
         finally:
-            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _take_lock(self, fd: int) -> None:
+        pause, deadline = 0.0001, 0.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + self.lock_wait_s
+                elif now > deadline:
+                    raise StoreUnavailable(
+                        f"another process has held the write lock of {self.path} for "
+                        f"{self.lock_wait_s:g} s") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
 
     @staticmethod
     def _transact_locked(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], _T]) -> _T:

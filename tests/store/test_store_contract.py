@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from services import fresh_schema, require
 
-from clipwire.server.store.base import NewMessage, Store
+from clipwire.server.store.base import NewMessage, Store, StoreUnavailable
 from clipwire.server.store.group_commit import GroupCommitWriter
 from clipwire.server.store.postgres import PostgresStore
 from clipwire.server.store.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
@@ -285,6 +285,27 @@ async def test_sqlite_writers_of_several_processes_queue_on_the_lock_file(tmp_pa
             fcntl.flock(other, fcntl.LOCK_UN)
             [appended] = await write
             assert appended is not None and appended.message.seq == 1
+    finally:
+        await store.close()
+
+
+async def test_a_sqlite_write_lock_held_too_long_fails_the_write_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    """A process stopped mid-write (SIGSTOP) keeps the lock: the others give up with
+    ``unavailable`` after ``lock_wait_s``, and write again once it is released."""
+    import fcntl
+
+    store = SQLiteStore(tmp_path / "held.db", lock_wait_s=0.3)
+    await store.open()
+    try:
+        await store.ensure_dm("d1", "a", "b", 1)
+        with (tmp_path / "held.db-lock").open("a+b") as other:
+            fcntl.flock(other, fcntl.LOCK_EX)
+            with pytest.raises(StoreUnavailable, match="held the write lock"):
+                await store.append_batch([msg("d1", "a", "c1")])
+        [appended] = await store.append_batch([msg("d1", "a", "c1")])
+        assert appended is not None and appended.message.seq == 1
     finally:
         await store.close()
 
