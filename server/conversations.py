@@ -57,6 +57,8 @@ class ConversationCache:
         self._max_entries = max_entries
         self._entries: dict[str, Conversation] = {}
         self._generation = 0
+        # conv -> [loads under way, highest seq another node committed meanwhile]
+        self._loading: dict[str, list[int]] = {}
 
     def peek(self, conv: str) -> Conversation | None:
         return self._entries.get(conv)
@@ -66,9 +68,18 @@ class ConversationCache:
         if entry is not None:
             return entry
         generation = self._generation
-        loaded = await self._store.load_conversation(conv)
+        mark = self._loading.setdefault(conv, [0, 0])
+        mark[0] += 1
+        try:
+            loaded = await self._store.load_conversation(conv)
+        finally:
+            mark[0] -= 1
+            if not mark[0]:
+                del self._loading[conv]
         if loaded is None:
             return None
+        # The load may have read the store before a message whose event came meanwhile.
+        loaded.last_seq = max(loaded.last_seq, mark[1])
         entry = self._entries.get(conv)
         if entry is not None:
             return entry
@@ -88,11 +99,11 @@ class ConversationCache:
     def advanced(self, conv: str, seq: int) -> None:
         """Another node committed message ``seq`` of ``conv``."""
         entry = self._entries.get(conv)
-        if entry is None:
-            # A load under way may have read the store before this message: not cached.
-            self._generation += 1
-        elif seq > entry.last_seq:
+        if entry is not None and seq > entry.last_seq:
             entry.last_seq = seq
+        mark = self._loading.get(conv)
+        if mark is not None and seq > mark[1]:
+            mark[1] = seq
 
     def changed(self, conv: Conversation) -> None:
         """Record a committed change; loads that started before it are not cached."""

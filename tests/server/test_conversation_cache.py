@@ -11,10 +11,10 @@ from clipwire.server.conversations import ConversationCache
 from clipwire.server.store.sqlite import SQLiteStore
 
 
-async def test_a_message_from_another_node_during_a_load_keeps_the_load_out(tmp_path: Path) -> None:
+async def test_a_message_from_another_node_during_a_load_is_not_lost_to_it(tmp_path: Path) -> None:
     """Node B loads a new DM; node A's first message to it commits and arrives meanwhile.
 
-    The load read the store before that message. Cached, its last_seq of 0 would
+    The load read the store before that message. Cached as read, its last_seq of 0 would
     refuse bob's reply to message 1 with bad_request (seen in a cluster test).
     """
     path = tmp_path / "cache.db"
