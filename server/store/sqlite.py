@@ -141,7 +141,7 @@ class SQLiteStore:
         SQLite's own write lock, whose busy handler polls: a writer that finds it
         taken sleeps 1, 2, 5, 10 ms and more before trying again, so two busy
         nodes spent milliseconds per commit asleep. Here a waiting writer retries
-        within 0.1 to 1 ms, and gives up after ``lock_wait_s`` (a process stopped
+        within 0.1 to 0.5 ms, and gives up after ``lock_wait_s`` (a process stopped
         mid-write must not hang every other writer, nor their shutdown).
         """
         if self.path != ":memory:" and self._lock_fd is None:
@@ -275,7 +275,7 @@ class SQLiteStore:
                         f"another process has held the write lock of {self.path} for "
                         f"{self.lock_wait_s:g} s") from None
                 time.sleep(pause)
-                pause = min(pause * 2, 0.001)
+                pause = min(pause * 2, 0.0005)
 
     @staticmethod
     def _transact_locked(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], _T]) -> _T:
