@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from services import PrivateRedis, require
 
 from clipwire.server.broker.base import Broker
@@ -98,68 +101,59 @@ async def test_redis_unreachable_at_start_says_where() -> None:
         await broker.start(lambda ch, d: None, lambda: None)
 
 
-async def test_redis_restart_is_reported_and_subscriptions_come_back() -> None:
-    redis = PrivateRedis()
-    redis.start()
-    a, b = Node(RedisBroker(redis.url)), Node(RedisBroker(redis.url))
+@contextlib.asynccontextmanager
+async def linked(url: str, channel: str, **listener: Any) -> AsyncIterator[tuple[Node, Node]]:
+    """A listener following ``channel`` and a talker, one event already across."""
+    a, b = Node(RedisBroker(url, **listener)), Node(RedisBroker(url))
     try:
         await a.start()
         await b.start()
-        await a.broker.subscribe(["c:x"])
-        b.broker.publish("c:x", b"before")
-        assert await a.next() == ("c:x", b"before")
-
-        redis.stop()
-        b.broker.publish("c:x", b"lost")  # at-most-once: this one is gone
-        await asyncio.sleep(0.5)
-        redis.start()
-        await asyncio.wait_for(a.reset_seen.wait(), 15)
-        for _ in range(100):  # the publisher's pool reconnects on its next use
-            b.broker.publish("c:x", b"after")
-            try:
-                _channel, data = await a.next(timeout=0.2)
-            except TimeoutError:
-                continue
-            assert data in (b"after", b"lost")
-            if data == b"after":
-                break
-        else:
-            raise AssertionError("no delivery after the restart")
+        await a.broker.subscribe([channel])
+        b.broker.publish(channel, b"before")
+        assert await a.next() == (channel, b"before")
+        yield a, b
     finally:
         await a.broker.close()
         await b.broker.close()
+
+
+async def delivered_again(a: Node, b: Node, channel: str, lost: bytes | None = None) -> None:
+    """Publish until one gets through (connections come back on their next use)."""
+    for _ in range(100):
+        b.broker.publish(channel, b"after")
+        try:
+            _channel, data = await a.next(timeout=0.2)
+        except TimeoutError:
+            continue
+        assert data in (b"after", lost)
+        if data == b"after":
+            return
+    raise AssertionError("no delivery after the reconnect")
+
+
+async def test_redis_restart_is_reported_and_subscriptions_come_back() -> None:
+    redis = PrivateRedis()
+    redis.start()
+    try:
+        async with linked(redis.url, "c:x") as (a, b):
+            redis.stop()
+            b.broker.publish("c:x", b"lost")  # at-most-once: this one is gone
+            await asyncio.sleep(0.5)
+            redis.start()
+            await asyncio.wait_for(a.reset_seen.wait(), 15)
+            await delivered_again(a, b, "c:x", lost=b"lost")
+    finally:
         redis.stop()
 
 
 async def test_a_pubsub_connection_gone_silent_is_dropped_and_comes_back(private_redis: PrivateRedis) -> None:
     """Nothing answers the keepalive pings (Redis paused, as a partition would look):
     the subscriber reconnects, reports the loss, and is delivered to again."""
-    import redis.asyncio as aioredis
-
-    a = Node(RedisBroker(private_redis.url, keepalive_s=0.2))
-    b = Node(RedisBroker(private_redis.url))
-    admin = aioredis.Redis.from_url(private_redis.url)
-    try:
-        await a.start()
-        await b.start()
-        await a.broker.subscribe(["c:quiet"])
-        b.broker.publish("c:quiet", b"before")
-        assert await a.next() == ("c:quiet", b"before")
+    async with (linked(private_redis.url, "c:quiet", keepalive_s=0.2) as (a, b),
+                aioredis.Redis.from_url(private_redis.url) as admin):
         await admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
         await asyncio.wait_for(a.reset_seen.wait(), 10)
-        for _ in range(100):
-            b.broker.publish("c:quiet", b"after")
-            try:
-                if (await a.next(timeout=0.2))[1] == b"after":
-                    break
-            except TimeoutError:
-                continue
-        else:
-            raise AssertionError("no delivery after the reconnect")
-    finally:
-        await a.broker.close()
-        await b.broker.close()
-        await admin.aclose()
+        await delivered_again(a, b, "c:quiet")
 
 
 async def test_a_publishing_connection_closed_by_redis_is_noticed_before_the_next_publish(
@@ -167,22 +161,10 @@ async def test_a_publishing_connection_closed_by_redis_is_noticed_before_the_nex
 ) -> None:
     """Redis closes the publisher's connection (a proxy's idle timeout, CLIENT KILL): the
     next publish must not vanish into the half-closed socket, as no reply would tell."""
-    import redis.asyncio as aioredis
-
-    a, b = Node(RedisBroker(private_redis.url)), Node(RedisBroker(private_redis.url))
-    admin = aioredis.Redis.from_url(private_redis.url)
-    try:
-        await a.start()
-        await b.start()
-        await a.broker.subscribe(["c:kill"])
-        b.broker.publish("c:kill", b"before")
-        assert await a.next() == ("c:kill", b"before")
+    async with (linked(private_redis.url, "c:kill") as (a, b),
+                aioredis.Redis.from_url(private_redis.url) as admin):
         killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
         assert killed >= 1
         await asyncio.sleep(0.3)
-        b.broker.publish("c:kill", b"after")
+        b.broker.publish("c:kill", b"after")  # once: a second try would hide the loss
         assert await a.next(timeout=3) == ("c:kill", b"after")
-    finally:
-        await a.broker.close()
-        await b.broker.close()
-        await admin.aclose()
