@@ -34,17 +34,23 @@ async def test_slowloris_sockets_are_closed_and_real_clients_still_connect(
                     writer.write(b"X")
 
     dribbler = asyncio.create_task(dribble())
-    alice = await dial(hub.url, "alice")  # a real client gets in meanwhile
-    assert (await alice.ok("ping"))["t"] == "ok"
     closed = 0
-    async with asyncio.timeout(10):
-        for reader, _ in slow:
-            data = await reader.read()  # EOF once the hub gives up on the handshake
-            closed += 1
-            assert b"101 Switching Protocols" not in data
-    dribbler.cancel()
-    for _, writer in slow:
-        writer.close()
+    try:
+        alice = await dial(hub.url, "alice")  # a real client gets in meanwhile
+        assert (await alice.ok("ping"))["t"] == "ok"
+        async with asyncio.timeout(10):
+            for reader, _ in slow:
+                try:
+                    data = await reader.read()  # EOF once the hub gives up on the handshake
+                except ConnectionResetError:
+                    # Closed with a dribbled byte still unread: the kernel sends a reset.
+                    data = b""
+                closed += 1
+                assert b"101 Switching Protocols" not in data
+    finally:
+        dribbler.cancel()
+        for _, writer in slow:
+            writer.close()
     assert closed == 200
 
 
