@@ -13,6 +13,8 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -244,3 +246,13 @@ class HubProcess:
                 self.proc.wait(10)
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def http_get(port: int, path: str) -> tuple[int, str, str]:
+    """(status, content type, body) of a plain HTTP GET on the hub's port."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.headers["Content-Type"], exc.read().decode()

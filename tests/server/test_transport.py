@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import urllib.error
-import urllib.request
 
 import pytest
 from websockets.exceptions import InvalidStatus
-from wire import Dial, HubFactory, RawClient, token
+from wire import Dial, HubFactory, RawClient, http_get, token
 
 from clipwire.server import ClipwireServer
-
-
-def http_get(port: int, path: str) -> tuple[int, str, str]:
-    """(status, content type, body) of a plain HTTP GET on the hub's port."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.headers["Content-Type"], response.read().decode()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.headers["Content-Type"], exc.read().decode()
 
 
 async def test_healthz_answers_ok_over_plain_http(hub: ClipwireServer) -> None:

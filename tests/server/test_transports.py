@@ -12,13 +12,11 @@ import asyncio
 import base64
 import os
 import struct
-import urllib.error
-import urllib.request
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
-from wire import Dial, HubFactory, RawClient, token
+from wire import Dial, HubFactory, RawClient, http_get, token
 
 from clipwire.protocol import decode, encode
 from clipwire.server import ClipwireServer, HubConfig
@@ -87,14 +85,6 @@ class RawSocket:
     def close(self) -> None:
         self.writer.close()
 
-
-def http_get(port: int, path: str) -> tuple[int, str, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.headers["Content-Type"], response.read().decode()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.headers["Content-Type"], exc.read().decode()
 
 
 async def test_messages_travel_and_resume(hub_factory: HubFactory, dial: Dial, transport: str) -> None:
