@@ -884,8 +884,7 @@ class Run:
         (the pages are not applied to the device)."""
         out: list[Delivery] = []
         for conv, users in sorted(self.members.items()):
-            reader = next((d for d in self.devices if d.user in users and d.connected), None)
-            if reader is None:
+            if next((d for d in self.devices if d.user in users and d.connected), None) is None:
                 continue
             pages: list[list[Delivery]] = []
             before: int | None = None
@@ -893,7 +892,7 @@ class Run:
                 fields: dict[str, Any] = {"conv": conv, "limit": 100}
                 if before is not None:
                     fields["before"] = before
-                reply = await reader.request("history", **fields)
+                reply = await self._read_store(users, fields)
                 if reply["t"] != "ok":
                     break
                 page = [Delivery(m["conv"], m["seq"], m["from"], m["cmid"]) for m in reply["messages"]]
@@ -903,6 +902,21 @@ class Run:
                 before = page[0].seq
             out.extend(d for page in pages for d in page)
         return out
+
+    async def _read_store(self, users: Iterable[str], fields: dict[str, Any]) -> dict[str, Any]:
+        """One history page through any connected member; a fault still cutting connections
+        may end the one asked, so the page is asked again (of a device back by then)."""
+        members = set(users)
+        for attempt in range(50):
+            reader = next((d for d in self.devices if d.user in members and d.connected), None)
+            if reader is not None:
+                try:
+                    return await reader.request("history", **fields)
+                except ConnectionLost:
+                    if attempt == 49:
+                        raise
+            await asyncio.sleep(0.2)
+        raise ConnectionLost(f"no member of {fields['conv']} stayed connected to read it")
 
     async def close(self) -> None:
         self._sending = False
