@@ -47,6 +47,7 @@ from .policy import (
 )
 from .presence import LocalPresence, PresenceRegistry
 from .ratelimit import RateLimiter, SharedUsage
+from .ratelimit import announced as rate_limits_announced
 from .receipts import Receipts
 from .session import Connection, Session
 from .social import FriendsDmPolicy, Social
@@ -137,7 +138,8 @@ class Hub:
         }
         self._welcome_limits = {**self.limits.to_wire(), "resume_cap": config.resume_cap,
                                 "resume_total_max": config.resume_total_max,
-                                "hello_timeout_ms": int(config.hello_timeout_s * 1000)}
+                                "hello_timeout_ms": int(config.hello_timeout_s * 1000),
+                                **rate_limits_announced(config)}
 
     # -- lifecycle ----------------------------------------------------------
 

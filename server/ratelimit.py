@@ -86,6 +86,7 @@ class TokenBucket:
 KINDS = {"send": "rate_send_per_s", "history": "rate_history_per_s",
          "friend": "rate_friend_per_s", "typing": "typing_per_s"}
 TYPING_BURST = 3.0
+FRIEND_BURST_MIN = 5.0  # tapping "Add" on several suggested friends at once must work
 STRIKES_PER_S = 1.0
 MAX_USERS_TRACKED = 100_000
 FLUSH_S = 0.1  # how often a node adds its spend to the shared counters and reads them
@@ -108,9 +109,24 @@ class SharedUsage(Protocol):
 def _limits(config: Any, kind: str) -> tuple[float, float, float, float]:
     """(rate, burst) of a connection, then of a user, for ``kind``."""
     rate = float(getattr(config, KINDS[kind]))
-    burst = TYPING_BURST if kind == "typing" else max(1.0, rate * 2)
+    if kind == "typing":
+        burst = TYPING_BURST
+    elif kind == "friend":
+        burst = max(FRIEND_BURST_MIN, rate * 2)
+    else:
+        burst = max(1.0, rate * 2)
     scale = float(config.rate_user_scale)
     return rate, burst, rate * scale, max(1.0, burst * scale)
+
+
+def announced(config: Any) -> dict[str, float]:
+    """The per-connection rates and bursts a client paces itself by (``welcome.limits``)."""
+    out: dict[str, float] = {}
+    for kind in ("send", "history", "friend"):
+        rate, burst, _, _ = _limits(config, kind)
+        out[f"rate_{kind}_per_s"] = rate
+        out[f"rate_{kind}_burst"] = burst
+    return out
 
 
 class _Usage:

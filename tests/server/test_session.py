@@ -17,6 +17,7 @@ LIMIT_KEYS = {
     "max_share_targets", "max_history_limit", "max_group_members", "resume_cap", "resume_total_max",
     "hello_timeout_ms",
 }
+RATE_KEYS = {f"rate_{kind}_{what}" for kind in ("send", "history", "friend") for what in ("per_s", "burst")}
 
 
 def now_ms() -> int:
@@ -46,8 +47,11 @@ async def test_welcome_names_user_session_time_limits(hub: ClipwireServer, conne
     assert before <= welcome["server_time"] <= after
     assert welcome["convs"] == [] and welcome["requests"] == []
     limits = welcome["limits"]
-    assert set(limits) == LIMIT_KEYS
-    assert all(isinstance(v, int) for v in limits.values())
+    assert set(limits) == LIMIT_KEYS | RATE_KEYS
+    assert all(isinstance(limits[k], int) for k in LIMIT_KEYS)
+    assert all(isinstance(limits[k], float) and limits[k] > 0 for k in RATE_KEYS)
+    assert limits["rate_send_burst"] == 2 * limits["rate_send_per_s"]
+    assert limits["rate_friend_burst"] >= 5  # several "Add" taps at once
     assert limits["max_frame_bytes"] == 64 * 1024
     assert limits["max_depth"] == 8
     assert limits["max_text_chars"] == 4000
