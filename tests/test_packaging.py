@@ -28,6 +28,14 @@ def test_wheel_holds_every_package(tmp_path: Path) -> None:
                    "server/demo/static/style.css", "server/demo/static/vendor/clipwire-client.js"):
         assert f"clipwire/{module}" in names, module
     assert not any(name.startswith(("server/", "protocol/", "tests/")) for name in names)
+    (metadata,) = (n for n in names if n.endswith(".dist-info/METADATA"))
+    requires = [line.split(":", 1)[1].strip() for line in
+                zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
+                if line.startswith("Requires-Dist:")]
+    # --redis-url works after a plain install; PostgreSQL stays an extra (asyncpg).
+    assert any(r.startswith("redis[hiredis]") and "extra" not in r for r in requires), requires
+    assert all("extra" in r for r in requires if r.startswith("asyncpg"))
+    assert "License-Expression: MIT" in zipfile.ZipFile(wheel).read(metadata).decode()
 
 
 def test_readme_lists_every_setting() -> None:
