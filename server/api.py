@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,8 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[dict[str, Any]]]
+#: The metrics label of a request that matched no route (a bounded label set).
+UNMATCHED = "unmatched"
 
 
 class ServerApi:
@@ -147,9 +150,26 @@ class ServerApi:
     async def _guard(self, request: web.Request,
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                      ) -> web.StreamResponse:
-        """Authenticate, and turn refusals into error bodies."""
+        """Authenticate, turn refusals into error bodies, and count the call by route."""
+        started = time.perf_counter()
         resource = request.match_info.route.resource
-        if resource is None or resource.canonical not in self._public:
+        # The route template, never the raw path: a label per user or conversation is unbounded.
+        endpoint = resource.canonical if resource is not None else UNMATCHED
+        status = 500
+        try:
+            response = await self._answer(request, handler, endpoint)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            self.hub.metrics.api_request(endpoint, status, time.perf_counter() - started)
+
+    async def _answer(self, request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                      endpoint: str) -> web.StreamResponse:
+        if endpoint not in self._public:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
             if not hmac.compare_digest(given, self._key):
                 return _error(401, "unauthorized", "missing or wrong API key (Authorization: Bearer ...)")

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from wire import SECRET, Dial, HubFactory, RawClient, token, video_card
 
 from clipwire.server import ClipwireServer, sign_token
@@ -231,3 +232,33 @@ async def test_a_wrong_type_is_refused_by_name(
     status, err = await backend.call(method, path, None if raw else body, raw=raw)
     assert (status, err["error"]) == (400, "bad_request"), (status, err)
     assert named in err["message"]
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def test_api_calls_have_their_own_metrics(api: tuple[ClipwireServer, Backend]) -> None:
+    hub, backend = api
+    await backend.ok("POST", "/v1/users/alice/disconnect")
+    await backend.ok("POST", "/v1/users/bob/disconnect")
+    assert (await backend.call("POST", "/v1/shares", {"from": "alice"}))[0] == 400
+    assert (await backend.call("POST", "/v1/messages",  # not friends: a refusal of the hub core
+                               {"as": "alice", "to": "bob", "cmid": "1", "text": "hi"}))[0] == 403
+    assert (await backend.call("GET", "/v1/presence?users=a", key="wrong"))[0] == 401
+    async with backend.session.get(f"http://127.0.0.1:{hub.port}/metrics") as response:
+        samples = _samples(await response.text())
+    requests = {labels: value for (name, labels), value in samples.items()
+                if name == "clipwire_api_requests_total"}
+    assert requests == {
+        (("endpoint", "/v1/users/{user}/disconnect"), ("status", "200")): 2,
+        (("endpoint", "/v1/shares"), ("status", "400")): 1,
+        (("endpoint", "/v1/messages"), ("status", "403")): 1,
+        (("endpoint", "/v1/presence"), ("status", "401")): 1,
+    }
+    latency = (("endpoint", "/v1/users/{user}/disconnect"),)
+    assert samples["clipwire_api_request_seconds_count", latency] == 2
+    # Not counted as WebSocket frames, nor as their error replies.
+    assert not {key: value for key, value in samples.items()
+                if key[0] in ("clipwire_frames_in_total", "clipwire_errors_total") and value}
