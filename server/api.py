@@ -6,7 +6,9 @@ that a client could also make (send, share, history, groups) are turned into
 the very frame a client would send and served by the hub core through a
 session of the acting user, so validation, guarantees and events are the same;
 ``as`` omitted means the system user, which is trusted: not held to
-membership, the DM policy or blocks. ``GET /v1/openapi.json`` describes it all.
+membership, the DM policy or blocks. ``GET /v1/openapi.json`` describes it all,
+and is also the declaration the routes are built from and every call is checked
+against (``api_schema.py``): a field or parameter it does not name is refused.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ import asyncio
 import hmac
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from clipwire.protocol import ErrorCode, Limits, RequestError, decode_any
 
+from . import api_schema
+from .openapi import document
 from .session import Session
 
 if TYPE_CHECKING:
@@ -38,7 +44,6 @@ CALL_TIMEOUT_S = 10.0
 # The hub's own replies are trusted; only the sizes need room.
 _OWN_FRAMES = Limits(max_frame_bytes=64 * 1024 * 1024, max_depth=16, max_str_len=1 << 24,
                      max_bin_len=1 << 24, max_array_len=1 << 20, max_map_len=1 << 20)
-MAX_PAIRS = 10_000
 
 
 class _NoSocket:
@@ -83,25 +88,44 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call's inputs, already checked against its operation: nothing undeclared."""
+
+    body: dict[str, Any]
+    query: dict[str, Any]
+    path: dict[str, str]
+
+
+Handler = Callable[[Call], Awaitable[dict[str, Any]]]
+#: The metrics label of a request that matched no route (a bounded label set).
+UNMATCHED = "unmatched"
+
+
 class ServerApi:
     def __init__(self, hub: Hub, api_key: str) -> None:
         self.hub = hub
         self._key = api_key.encode()
         self._ids = itertools.count(1)
         self.app = web.Application(middlewares=[self._guard], client_max_size=1024 * 1024)
-        routes = [
-            web.post("/v1/messages", self._send), web.post("/v1/shares", self._share),
-            web.post("/v1/groups", self._group_create),
-            web.post("/v1/groups/{conv}/members", self._group_members),
-            web.put("/v1/friendships", self._friendships), web.put("/v1/blocks", self._blocks),
-            web.post("/v1/users/{user}/disconnect", self._disconnect),
-            web.post("/v1/users/{user}/revoke", self._revoke),
-            web.get("/v1/presence", self._presence),
-            web.get("/v1/conversations/{conv}/messages", self._history),
-            web.post("/v1/videos/{video}/unavailable", self._video_unavailable),
-            web.get("/v1/openapi.json", self._openapi),
-        ]
-        self.app.add_routes(routes)
+        self._document = document()
+        handlers: dict[str, Handler] = {
+            "send": self._send, "share": self._share, "group_create": self._group_create,
+            "group_members": self._group_members, "friendships": self._friendships,
+            "blocks": self._blocks, "disconnect": self._disconnect, "revoke": self._revoke,
+            "presence": self._presence, "history": self._history,
+            "video_unavailable": self._video_unavailable, "openapi": self._openapi,
+        }
+        # Every route comes from the document, so none is served undescribed or unchecked.
+        self._public: set[str] = set()
+        for path, operations in self._document["paths"].items():
+            for method, operation in operations.items():
+                handler = handlers.pop(operation["operationId"])
+                self.app.router.add_route(method.upper(), path, self._endpoint(operation, handler))
+                if operation.get("security") == []:
+                    self._public.add(path)
+        if handlers:
+            raise RuntimeError(f"handlers missing from the API document: {sorted(handlers)}")
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -126,7 +150,26 @@ class ServerApi:
     async def _guard(self, request: web.Request,
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                      ) -> web.StreamResponse:
-        if request.path != "/v1/openapi.json":
+        """Authenticate, turn refusals into error bodies, and count the call by route."""
+        started = time.perf_counter()
+        resource = request.match_info.route.resource
+        # The route template, never the raw path: a label per user or conversation is unbounded.
+        endpoint = resource.canonical if resource is not None else UNMATCHED
+        status = 500
+        try:
+            response = await self._answer(request, handler, endpoint)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            self.hub.metrics.api_request(endpoint, status, time.perf_counter() - started)
+
+    async def _answer(self, request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                      endpoint: str) -> web.StreamResponse:
+        if endpoint not in self._public:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
             if not hmac.compare_digest(given, self._key):
                 return _error(401, "unauthorized", "missing or wrong API key (Authorization: Bearer ...)")
@@ -134,29 +177,31 @@ class ServerApi:
             return await handler(request)
         except RequestError as exc:
             return _error(STATUS.get(exc.code, 400), str(exc.code), exc.message)
-        except web.HTTPException:
-            raise
         except TimeoutError:
             return _error(503, "unavailable", "the hub did not answer in time")
 
-    async def _body(self, request: web.Request) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise RequestError.bad("the body must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise RequestError.bad("the body must be a JSON object")
-        return body
+    def _endpoint(self, operation: dict[str, Any], handler: Handler
+                  ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """``handler`` behind the check of every input against ``operation``."""
+        async def serve(request: web.Request) -> web.Response:
+            path, query, body = api_schema.inputs(operation, request.match_info.items(),
+                                                  list(request.query.items()), await request.read())
+            return web.json_response(await handler(Call(body, query, path)))
 
-    def _actor(self, body: dict[str, Any]) -> _ApiSession:
-        user = body.pop("as", None)
-        if user is None:
-            return _ApiSession(self.hub.config.system_user, trusted=True)
-        if not isinstance(user, str) or not user:
-            raise RequestError.bad("'as' must be a user id")
-        return _ApiSession(user, trusted=False)
+        return serve
 
-    async def _call(self, session: _ApiSession, t: str, fields: dict[str, Any]) -> dict[str, Any]:
+    def _actor(self, body: dict[str, Any]) -> tuple[_ApiSession, dict[str, Any]]:
+        """Who a call acts as, and the rest of its body.
+
+        ``as`` is held to that user's rules; only its absence means the trusted
+        system user. The document made ``as`` a user id if present (never null).
+        """
+        fields = {k: v for k, v in body.items() if k != "as"}
+        if "as" not in body:
+            return _ApiSession(self.hub.config.system_user, trusted=True), fields
+        return _ApiSession(body["as"], trusted=False), fields
+
+    async def _call(self, session: _ApiSession, fields: dict[str, Any], t: str) -> dict[str, Any]:
         """Serve ``fields`` as request ``t`` of ``session``; the ok result, or raise its error."""
         rid = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -169,95 +214,66 @@ class ServerApi:
 
     # -- routes ---------------------------------------------------------------
 
-    async def _send(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        return web.json_response(await self._call(self._actor(body), "send", body))
+    async def _send(self, call: Call) -> dict[str, Any]:
+        return await self._call(*self._actor(call.body), t="send")
 
-    async def _share(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        return web.json_response(await self._call(self._actor(body), "share", body))
+    async def _share(self, call: Call) -> dict[str, Any]:
+        return await self._call(*self._actor(call.body), t="share")
 
-    async def _group_create(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        return web.json_response(await self._call(self._actor(body), "group.create", body))
+    async def _group_create(self, call: Call) -> dict[str, Any]:
+        return await self._call(*self._actor(call.body), t="group.create")
 
-    async def _group_members(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        actor = self._actor(body)
-        conv = request.match_info["conv"]
+    async def _group_members(self, call: Call) -> dict[str, Any]:
+        (actor, body), conv = self._actor(call.body), call.path["conv"]
         if body.get("add"):
-            await self._call(actor, "group.add", {"conv": conv, "members": body["add"]})
+            await self._call(actor, {"conv": conv, "members": body["add"]}, "group.add")
         if body.get("remove"):
-            await self._call(actor, "group.remove", {"conv": conv, "members": body["remove"]})
-        return web.json_response({})
+            await self._call(actor, {"conv": conv, "members": body["remove"]}, "group.remove")
+        return {}
 
-    def _pairs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
-        pairs = body.get("pairs")
-        if not isinstance(pairs, list) or len(pairs) > MAX_PAIRS:
-            raise RequestError.bad(f"'pairs' must be a list of at most {MAX_PAIRS} [a, b] pairs")
-        out = []
-        for pair in pairs:
-            if (not isinstance(pair, list) or len(pair) != 2
-                    or not all(isinstance(u, str) and u for u in pair) or pair[0] == pair[1]):
-                raise RequestError.bad("each pair must be two different user ids")
-            out.append((pair[0], pair[1]))
-        return out
+    @staticmethod
+    def _pairs(body: dict[str, Any]) -> list[tuple[str, str]]:
+        # The document checked the shape; what it cannot say is that a pair names two users.
+        pairs = [(a, b) for a, b in body["pairs"]]
+        if any(a == b for a, b in pairs):
+            raise RequestError.bad("each pair must be two different user ids")
+        return pairs
 
-    async def _friendships(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        state = body.get("state")
-        if state not in ("friends", "none"):
-            raise RequestError.bad("'state' must be 'friends' or 'none'")
-        pairs = self._pairs(body)
+    async def _friendships(self, call: Call) -> dict[str, Any]:
+        pairs = self._pairs(call.body)
         for a, b in pairs:
-            await self.hub.social.set_friends(a, b, state == "friends")
-        return web.json_response({"pairs": len(pairs)})
+            await self.hub.social.set_friends(a, b, call.body["state"] == "friends")
+        return {"pairs": len(pairs)}
 
-    async def _blocks(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        if not isinstance(body.get("blocked"), bool):
-            raise RequestError.bad("'blocked' must be true or false")
-        pairs = self._pairs(body)
+    async def _blocks(self, call: Call) -> dict[str, Any]:
+        pairs = self._pairs(call.body)
         for blocker, blocked in pairs:
-            await self.hub.social.set_block(blocker, blocked, body["blocked"])
-        return web.json_response({"pairs": len(pairs)})
+            await self.hub.social.set_block(blocker, blocked, call.body["blocked"])
+        return {"pairs": len(pairs)}
 
-    async def _disconnect(self, request: web.Request) -> web.Response:
-        return web.json_response({"closed": self.hub.disconnect_user(request.match_info["user"])})
+    async def _disconnect(self, call: Call) -> dict[str, Any]:
+        return {"closed": self.hub.disconnect_user(call.path["user"])}
 
-    async def _revoke(self, request: web.Request) -> web.Response:
-        body = await self._body(request) if request.can_read_body else {}
-        before = body.get("before_ms", self.hub.now_ms())
-        if isinstance(before, bool) or not isinstance(before, int) or before < 0:
-            raise RequestError.bad("'before_ms' must be a time in milliseconds")
-        closed = await self.hub.revoke(request.match_info["user"], before)
-        return web.json_response({"closed": closed, "before_ms": before})
+    async def _revoke(self, call: Call) -> dict[str, Any]:
+        before = call.body.get("before_ms", self.hub.now_ms())
+        closed = await self.hub.revoke(call.path["user"], before)
+        return {"closed": closed, "before_ms": before}
 
-    async def _presence(self, request: web.Request) -> web.Response:
-        users = [u for u in request.query.get("users", "").split(",") if u][:1000]
+    async def _presence(self, call: Call) -> dict[str, Any]:
+        users = [u for u in call.query["users"].split(",") if u][:1000]
         if not users:
             raise RequestError.bad("give ?users=a,b,c")
         online = await self.hub.presence.online(users)
         seen = await self.hub.store.last_seen(users)
-        return web.json_response({"users": [
-            {"user": u, "online": u in online, "last_seen": seen.get(u)} for u in users]})
+        return {"users": [
+            {"user": u, "online": u in online, "last_seen": seen.get(u)} for u in users]}
 
-    async def _history(self, request: web.Request) -> web.Response:
-        fields: dict[str, Any] = {"conv": request.match_info["conv"]}
-        for name in ("before", "limit"):
-            if name in request.query:
-                try:
-                    fields[name] = int(request.query[name])
-                except ValueError:
-                    raise RequestError.bad(f"'{name}' must be an integer") from None
+    async def _history(self, call: Call) -> dict[str, Any]:
         actor = _ApiSession(self.hub.config.system_user, trusted=True)
-        return web.json_response(await self._call(actor, "history", fields))
+        return await self._call(actor, {"conv": call.path["conv"], **call.query}, "history")
 
-    async def _video_unavailable(self, request: web.Request) -> web.Response:
-        count = await self.hub.video_unavailable(request.match_info["video"])
-        return web.json_response({"tombstoned": count})
+    async def _video_unavailable(self, call: Call) -> dict[str, Any]:
+        return {"tombstoned": await self.hub.video_unavailable(call.path["video"])}
 
-    async def _openapi(self, request: web.Request) -> web.Response:
-        from .openapi import document
-
-        return web.json_response(document())
+    async def _openapi(self, call: Call) -> dict[str, Any]:
+        return self._document

@@ -415,12 +415,18 @@ class Hub:
         frame = self._read_frame(session.conn, data)
         if frame is None:
             return False
-        await self.dispatch(session, frame)
+        self.metrics.frame_in(frame["t"])
+        refused = await self.dispatch(session, frame)
+        if refused is not None:
+            self.metrics.errors.labels(refused).inc()
         return True
 
-    async def dispatch(self, session: Session, frame: dict[str, Any]) -> None:
-        """Validate and serve one request; every refusal is answered, never raised."""
-        self.metrics.frame_in(frame["t"])
+    async def dispatch(self, session: Session, frame: dict[str, Any]) -> str | None:
+        """Validate and serve one request; every refusal is answered, never raised.
+
+        Returns the code of the error answered (``None`` if none was), which the
+        caller counts: frames from sockets and server API calls have separate metrics.
+        """
         try:
             request = f.parse_request(frame, self.limits)
             handler = self._handlers.get(type(request))
@@ -428,23 +434,25 @@ class Hub:
                 raise RequestError(ErrorCode.BAD_REQUEST, f"'{frame['t']}' is not served by this hub")
             await handler(session, request)
         except RequestError as exc:
-            if frame["t"] not in f.SIGNALS:
-                self.metrics.errors.labels(str(exc.code)).inc()
-                session.reply(events.error(f.request_id(frame), exc.code, exc.message,
-                                           exc.retry_after_ms))
+            if frame["t"] in f.SIGNALS:
+                return None
+            session.reply(events.error(f.request_id(frame), exc.code, exc.message,
+                                       exc.retry_after_ms))
+            return str(exc.code)
         except StoreUnavailable as exc:
             # A write outside the group commit failed (the DM of a first message, a
             # reaction, a group...) because the store did: a full disk, a lost database.
             # That is no bug in the hub but a condition to retry, as for a failed commit.
             log.error("%s: request %r: store unavailable: %s", session.id, frame["t"], exc)
-            self.metrics.errors.labels(str(ErrorCode.UNAVAILABLE)).inc()
             if frame["t"] not in f.SIGNALS:
                 message = NOT_STORED if frame["t"] in ("send", "share") else STORE_DOWN
                 session.reply(events.error(f.request_id(frame), ErrorCode.UNAVAILABLE, message))
+            return str(ErrorCode.UNAVAILABLE)
         except Exception:
             log.exception("%s: request %r failed", session.id, frame["t"])
-            self.metrics.errors.labels("internal").inc()
             session.reply(events.error(f.request_id(frame), ErrorCode.INTERNAL, "internal error"))
+            return "internal"
+        return None
 
     # -- fan-out ------------------------------------------------------------
 

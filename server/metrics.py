@@ -2,7 +2,9 @@
 
 Each hub has its own registry, so several hubs in one process (tests, embedding)
 never collide. Label values are bounded: request types outside the protocol
-are counted as ``unknown``.
+are counted as ``unknown``, and server API calls by route template (the paths of
+the API document, or ``unmatched``), never by raw path. Frames come from
+WebSocket clients only; the server API has counters of its own.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ class HubMetrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.pending = Gauge("clipwire_commit_pending", "Messages waiting for the store",
                              registry=r)
+        self.api_requests = Counter("clipwire_api_requests",
+                                    "Server API calls, by route template and HTTP status",
+                                    ["endpoint", "status"], registry=r)
+        self.api_seconds = Histogram("clipwire_api_request_seconds",
+                                     "Time to answer a server API call, by route template",
+                                     ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
         # One child per request type, looked up once: ``labels()`` locks and builds a key,
         # a cost every frame would pay.
         self._frames_in = {t: self.frames_in.labels(t) for t in (*known_types(), "unknown")}
@@ -46,6 +54,10 @@ class HubMetrics:
 
     def frame_in(self, t: str) -> None:
         self._frames_in.get(t, self._unknown).inc()
+
+    def api_request(self, endpoint: str, status: int, seconds: float) -> None:
+        self.api_requests.labels(endpoint, str(status)).inc()
+        self.api_seconds.labels(endpoint).observe(seconds)
 
     def committed(self, batch: int, seconds: float) -> None:
         self.batch.observe(batch)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from wire import SECRET, Dial, HubFactory, RawClient, token, video_card
 
 from clipwire.server import ClipwireServer, sign_token
+from clipwire.server.openapi import document
 
 KEY = "backend-api-key-for-tests"
+#: Every endpoint the API document describes: a new one is covered by the tests below.
+ENDPOINTS = [(method.upper(), path) for path, operations in document()["paths"].items()
+             for method in operations]
 
 
 class Backend:
@@ -78,6 +84,10 @@ async def test_system_and_user_messages_follow_the_hub_rules(
                             {"conv": group, "cmid": "s1", "text": "welcome, both of you"})
     assert (await bob.event("msg", conv=group))["from"] == "system"
     assert note["seq"] == 1
+    # Acting as a user is held to membership: only the system writes where it is no member.
+    status, err = await backend.call("POST", "/v1/messages",
+                                     {"as": "mallory", "conv": group, "cmid": "m", "text": "hi"})
+    assert (status, err["error"]) == (403, "forbidden")
     status, err = await backend.call("POST", "/v1/messages", {"conv": group, "text": "no cmid"})
     assert (status, err["error"]) == (400, "bad_request") and "cmid" in err["message"]
 
@@ -144,3 +154,111 @@ async def test_a_video_made_unavailable_becomes_a_tombstone_everywhere(
     assert first.get("unsent") is True and "video" not in first
     assert second["text"] == "kept"
     assert (await backend.ok("POST", "/v1/videos/gone/unavailable"))["tombstoned"] == 0
+
+
+def _concrete(path: str) -> str:
+    """``path`` with each {parameter} filled in."""
+    return re.sub(r"\{\w+\}", "x", path)
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS, ids=[f"{m} {p}" for m, p in ENDPOINTS])
+async def test_every_endpoint_refuses_what_it_does_not_declare(
+    api: tuple[ClipwireServer, Backend], method: str, path: str
+) -> None:
+    _, backend = api
+    status, err = await backend.call(method, _concrete(path), {"surplus_field": 1})
+    assert (status, err["error"]) == (400, "bad_request"), (status, err)
+    assert "'surplus_field'" in err["message"]
+    status, err = await backend.call(method, _concrete(path) + "?surplus_param=1")
+    assert (status, err["error"]) == (400, "bad_request"), (status, err)
+    assert "'surplus_param'" in err["message"]
+
+
+def _object_schemas(schema: Any) -> Iterator[dict[str, Any]]:
+    """Every schema of an object within ``schema``, nested ones included."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object":
+            yield schema
+        for value in schema.values():
+            yield from _object_schemas(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            yield from _object_schemas(value)
+
+
+async def test_every_request_schema_is_closed(api: tuple[ClipwireServer, Backend]) -> None:
+    _, backend = api
+    served = await backend.ok("GET", "/v1/openapi.json")
+    bodies = [op["requestBody"]["content"]["application/json"]["schema"]
+              for operations in served["paths"].values() for op in operations.values()
+              if "requestBody" in op]
+    objects = [schema for body in bodies for schema in _object_schemas(body)]
+    assert len(bodies) >= 7 and len(objects) > len(bodies)  # the video card and reply too
+    assert all(schema.get("additionalProperties") is False for schema in objects), objects
+
+
+async def test_a_from_field_is_refused_not_sent_as_the_system(
+    api: tuple[ClipwireServer, Backend], dial: Dial
+) -> None:
+    hub, backend = api
+    bob = await dial(hub.url, "bob")  # alice and bob are not friends: alice may not DM bob
+    share = {"cmid": "s1", "video": video_card("v1"), "to": ["bob"]}
+    status, err = await backend.call("POST", "/v1/shares", {"from": "alice", **share})
+    assert (status, err["error"], err["message"]) == (400, "bad_request", "unknown field 'from'")
+    # Nothing was stored or delivered: the system's first share to bob is seq 1, bob's first msg.
+    sent = await backend.ok("POST", "/v1/shares", {**share, "cmid": "s2"})
+    assert sent["results"][0]["seq"] == 1
+    msg = await bob.event("msg")
+    assert (msg["from"], msg["cmid"], msg["seq"]) == ("system", "s2", 1)
+
+
+WRONG_TYPES = [
+    # null is no user: it must not fall back to acting as the system.
+    ("POST", "/v1/messages", {"as": None, "to": "bob", "cmid": "1", "text": "hi"}, "'as'"),
+    ("POST", "/v1/groups/x/members", {"add": "bob"}, "'add'"),
+    ("PUT", "/v1/friendships", {"pairs": [["a", "b", "c"]], "state": "friends"}, "'pairs[0]'"),
+    # Two readers of one body must not see two values: the first and the last.
+    ("POST", "/v1/messages", b'{"as": "alice", "as": null, "to": "bob", "cmid": "1", "text": "hi"}',
+     "'as'"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "named"), WRONG_TYPES)
+async def test_a_wrong_type_is_refused_by_name(
+    api: tuple[ClipwireServer, Backend], method: str, path: str, body: Any, named: str
+) -> None:
+    _, backend = api
+    raw = body if isinstance(body, bytes) else None
+    status, err = await backend.call(method, path, None if raw else body, raw=raw)
+    assert (status, err["error"]) == (400, "bad_request"), (status, err)
+    assert named in err["message"]
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def test_api_calls_have_their_own_metrics(api: tuple[ClipwireServer, Backend]) -> None:
+    hub, backend = api
+    await backend.ok("POST", "/v1/users/alice/disconnect")
+    await backend.ok("POST", "/v1/users/bob/disconnect")
+    assert (await backend.call("POST", "/v1/shares", {"from": "alice"}))[0] == 400
+    assert (await backend.call("POST", "/v1/messages",  # not friends: a refusal of the hub core
+                               {"as": "alice", "to": "bob", "cmid": "1", "text": "hi"}))[0] == 403
+    assert (await backend.call("GET", "/v1/presence?users=a", key="wrong"))[0] == 401
+    async with backend.session.get(f"http://127.0.0.1:{hub.port}/metrics") as response:
+        samples = _samples(await response.text())
+    requests = {labels: value for (name, labels), value in samples.items()
+                if name == "clipwire_api_requests_total"}
+    assert requests == {
+        (("endpoint", "/v1/users/{user}/disconnect"), ("status", "200")): 2,
+        (("endpoint", "/v1/shares"), ("status", "400")): 1,
+        (("endpoint", "/v1/messages"), ("status", "403")): 1,
+        (("endpoint", "/v1/presence"), ("status", "401")): 1,
+    }
+    latency = (("endpoint", "/v1/users/{user}/disconnect"),)
+    assert samples["clipwire_api_request_seconds_count", latency] == 2
+    # Not counted as WebSocket frames, nor as their error replies.
+    assert not {key: value for key, value in samples.items()
+                if key[0] in ("clipwire_frames_in_total", "clipwire_errors_total") and value}
