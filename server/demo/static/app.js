@@ -4,6 +4,7 @@
 
 import { connect } from "./vendor/clipwire-client.js";
 import { ago, avatar, clock, fill, h, timeOfDay, toast } from "./dom.js";
+import { HistoryPacer } from "./history.js";
 
 const EMOJIS = ["🔥", "😂", "😮", "❤️"];
 const DEFAULT_DURATION_MS = 60_000;
@@ -13,11 +14,13 @@ const TYPING_EVERY_MS = 2_000;
 const S = {
   me: "",
   client: null,
+  pacer: null, // HistoryPacer: every history request of the page goes through it
   clockOffset: 0, // hub clock minus ours, from the welcome
   feed: [],
   open: null, // {conv} or {peer} (a DM not started yet)
   msgs: new Map(), // conv -> Map(seq -> Message)
   loaded: new Set(), // convs whose history was fetched
+  previewing: new Set(), // convs whose newest message is being fetched for the chat list
   reactions: new Map(), // "conv/seq" -> Map(emoji -> {count, me, users: Set, moments: Set})
   readBy: new Map(), // conv -> Map(user -> seq), others' read markers seen live
   readSent: new Map(), // conv -> highest seq we marked read
@@ -84,6 +87,7 @@ async function signIn(user) {
   }).catch((e) => showSignIn(`Could not connect: ${errorText(e)}`));
   if (!client) return;
   S.client = client;
+  S.pacer = new HistoryPacer(client);
   S.me = client.user;
   S.clockOffset = client.serverTime ? client.serverTime - Date.now() : 0;
   for (const conv of client.conversations.values()) {
@@ -94,6 +98,7 @@ async function signIn(user) {
   layout();
   client.on("*", (ev) => onEvent(ev));
   renderAll();
+  loadPreviews([...client.conversations.values()]);
   setInterval(tick, 100);
   document.addEventListener("visibilitychange", () => S.open?.conv && markRead(S.open.conv));
 }
@@ -117,6 +122,7 @@ function onEvent(ev) {
       if (!ev.removed && S.open?.peer && ev.conversation.kind === "dm" && ev.conversation.peer === S.open.peer) {
         S.open = { conv: ev.conv };
       }
+      if (!ev.removed) loadPreviews([ev.conversation]);
       renderChats();
       renderChat();
       break;
@@ -271,7 +277,7 @@ async function openConversation(target) {
   if (!S.loaded.has(conv)) {
     S.loaded.add(conv);
     try {
-      const page = await S.client.history(conv, { limit: 50 });
+      const page = await S.pacer.history(conv, { limit: 50 }, { urgent: true });
       for (const m of page) {
         addMessage(m);
         loadReactions(m);
@@ -293,6 +299,30 @@ async function openConversation(target) {
     if (S.open?.conv === conv) renderChat();
   }
   markRead(conv);
+}
+
+/**
+ * The newest message of each of `convs` that the page holds none of, for the chat list.
+ * The protocol has no inbox call, so this is a history request of one message per chat,
+ * paced (S.pacer): unread chats first, then in the welcome's order (most messages first).
+ */
+function loadPreviews(convs) {
+  const wanted = convs.filter((c) => c.lastSeq > 0 && !S.previewing.has(c.conv) && !messagesOf(c.conv).size);
+  wanted.sort((a, b) => Number(b.unread > 0) - Number(a.unread > 0));
+  for (const c of wanted) {
+    S.previewing.add(c.conv);
+    S.pacer.history(c.conv, { limit: 1 }, { skip: () => messagesOf(c.conv).size > 0 || !conversation(c.conv) })
+      .then((page) => {
+        for (const m of page ?? []) {
+          if (messagesOf(m.conv).has(m.seq)) continue;
+          addMessage(m);
+          loadReactions(m);
+        }
+        if (page?.length) renderChats();
+      })
+      .catch((e) => console.warn(`no preview of ${c.conv}: ${errorText(e)}`))
+      .finally(() => S.previewing.delete(c.conv));
+  }
 }
 
 // ------------------------------------------------------------------ watch together
@@ -668,9 +698,10 @@ function renderFriends() {
 function preview(conv) {
   const list = sortedMessages(conv);
   const m = list[list.length - 1];
-  if (!m) return "";
-  const who = m.sender === S.me ? "You: " : "";
+  if (!m) return conversation(conv)?.lastSeq ? "…" : "";
+  const who = m.sender === S.me ? "You: " : conversation(conv)?.kind === "group" ? `${m.sender}: ` : "";
   if (m.unsent) return `${who}(unsent)`;
+  if (m.hidden) return "Hidden message";
   if (m.video) return `${who}🎬 ${m.video.caption ?? m.video.id}`;
   return `${who}${m.text ?? ""}`;
 }
