@@ -38,6 +38,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 WAIT_MS = 10_000
 VIDEO = "sunset-ride"  # 61 s long in the demo's feed
 DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 
 
 def chromium_path() -> str | None:
@@ -299,3 +300,66 @@ def test_the_chat_list_shows_each_conversations_last_message_after_a_reload(
         alice.context.close()
     assert alice.problems == []
 
+
+def test_on_a_phone_the_list_opens_a_chat_full_screen_and_back_returns(
+    browser: Browser, demo_url: str
+) -> None:
+    from playwright.sync_api import expect
+
+    async def chat(alice_sdk: Client, bob_sdk: Client) -> None:
+        await befriend(alice_sdk, bob_sdk)
+        await bob_sdk.send_text("look at this one", to="alice")
+        await bob_sdk.share_video({"id": VIDEO, "url": "https://videos.example/v/sunset-ride",
+                                   "caption": "Sunset ride along the coast", "duration_ms": 61_000},
+                                  to=["alice"], text="the jump at 0:40")
+
+    def fits(page: Page) -> None:
+        """Nothing is wider than the phone: no sideways scrolling, the header and its parts inside."""
+        width = PHONE["width"]
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        header = page.locator("header.topbar")
+        assert header.evaluate("el => el.scrollWidth <= el.clientWidth")
+        for box in (item.bounding_box() for item in header.locator(":scope > *").all() if item.is_visible()):
+            assert box is not None and 0 <= box["x"] and box["x"] + box["width"] <= width, box
+
+    on_hub(demo_url, ("alice", "bob"), chat)
+    alice = Person(browser, demo_url, "alice", viewport=PHONE)
+    page = alice.page
+    try:
+        chats, chat_pane = page.locator("#chats"), page.locator("section.chat")
+        back = page.locator("[data-testid=back]")
+        row = page.locator("[data-testid=conv][data-peer=bob]")
+        expect(row.locator(".sub")).to_have_text("🎬 Sunset ride along the coast")
+        expect(chat_pane).to_be_hidden()
+        fits(page)
+        alice.screenshot("phone-list")
+
+        row.click()
+        expect(chats).to_be_hidden()
+        expect(page.locator("[data-testid=message][data-sender=bob] .bubble").first).to_have_text(
+            "look at this one")
+        expect(back).to_be_visible()
+        expect(page.locator("#composer-input")).to_be_in_viewport()
+        box = chat_pane.bounding_box()
+        assert box is not None
+        assert (box["x"], box["width"]) == (0, PHONE["width"]), box
+        assert box["y"] <= 60 and box["y"] + box["height"] == PHONE["height"], box  # under the top bar
+        fits(page)
+        alice.screenshot("phone-chat")
+
+        back.click()
+        expect(chats).to_be_visible()
+        expect(chat_pane).to_be_hidden()
+        expect(row).not_to_have_class(re.compile(r"\bactive\b"))
+        fits(page)
+
+        # The same page on a desktop: list and chat side by side, no back button.
+        page.set_viewport_size(DESKTOP)  # type: ignore[arg-type]
+        row.click()
+        expect(chats).to_be_visible()
+        expect(chat_pane).to_be_visible()
+        expect(back).to_be_hidden()
+    finally:
+        alice.screenshot("phone-then-desktop")
+        alice.context.close()
+    assert alice.problems == []

@@ -33,6 +33,8 @@ const S = {
 };
 
 const $ = (sel) => document.querySelector(sel);
+// As in style.css: one pane at a time, the chat list or the open chat.
+const phone = window.matchMedia("(max-width: 640px)");
 const serverNow = () => Date.now() + S.clockOffset;
 const errorText = (e) => (e && e.message) || String(e);
 
@@ -101,6 +103,7 @@ async function signIn(user) {
   loadPreviews([...client.conversations.values()]);
   setInterval(tick, 100);
   document.addEventListener("visibilitychange", () => S.open?.conv && markRead(S.open.conv));
+  window.addEventListener("popstate", () => S.open && closeChat());
 }
 
 // ------------------------------------------------------------------ events
@@ -267,7 +270,23 @@ async function markRead(conv) {
   renderChats();
 }
 
+/** Back to the chat list (on a phone, the list fills the screen again). */
+function closeChat() {
+  S.open = null;
+  S.replyTo = null;
+  renderChat();
+  renderChats();
+}
+
+/** The chat's back button: on a phone, opening a chat added a history entry (so that
+ * the phone's own back button returns to the list too); leave it the same way. */
+function back() {
+  if (history.state?.chat) history.back();
+  else closeChat();
+}
+
 async function openConversation(target) {
+  if (phone.matches && !history.state?.chat) history.pushState({ chat: true }, "");
   S.open = target.conv ? { conv: target.conv } : { peer: target.peer };
   S.replyTo = null;
   renderChat();
@@ -616,10 +635,10 @@ function layout() {
     h("header", { class: "topbar" },
       h("div", { class: "logo" }, h("span", { class: "logo-mark" }, "◆"), "Clipwire", h("span", { class: "tag" }, "demo")),
       h("div", { class: "grow" }),
-      h("span", { id: "status", class: "status ok" }, "online"),
+      h("span", { id: "status", class: "status ok", title: "online" }, "online"),
       h("div", { class: "me" }, avatar(S.me, "sm"), h("strong", { id: "me-name" }, S.me)),
-      h("button", { class: "ghost", onclick: () => { S.client.close(); location.search = ""; } }, "Sign out")),
-    h("div", { class: "columns" },
+      h("button", { class: "ghost signout", onclick: () => { S.client.close(); location.search = ""; } }, "Sign out")),
+    h("div", { class: "columns", id: "columns" },
       h("aside", { class: "side" },
         h("div", { class: "panel" },
           h("div", { class: "row" }, addInput, h("button", { id: "add-friend-button", class: "primary", onclick: add }, "Add")),
@@ -656,6 +675,7 @@ function setStatus(text, kind) {
   const el = $("#status");
   if (!el) return;
   el.textContent = text;
+  el.title = text;
   el.className = `status ${kind}`;
 }
 
@@ -733,6 +753,7 @@ function renderChat() {
   renderReplyChip();
   const composer = $("#composer");
   const input = $("#composer-input");
+  $("#columns").classList.toggle("chat-open", Boolean(S.open));
   composer.classList.toggle("hidden", !S.open);
   if (S.open) {
     const c = S.open.conv ? conversation(S.open.conv) : null;
@@ -747,16 +768,19 @@ function renderHeader() {
     fill(el);
     return;
   }
+  const backButton = h("button", {
+    class: "back", dataset: { testid: "back" }, "aria-label": "Back to the chats", title: "Back to the chats", onclick: back,
+  }, "‹");
   const c = S.open.conv ? conversation(S.open.conv) : null;
   if (!c || c.kind === "dm") {
     const peer = c ? c.peer : S.open.peer;
     const p = presenceOf(peer);
-    fill(el, h("span", { class: "who" }, avatar(peer), dot(peer)),
+    fill(el, backButton, h("span", { class: "who" }, avatar(peer), dot(peer)),
       h("div", { class: "grow" }, h("div", { class: "title" }, peer),
         h("div", { class: "sub" }, p?.online ? "online" : p ? ago(p.lastSeen) : "not a friend yet")));
     return;
   }
-  fill(el, h("span", { class: "avatar group" }, "👥"),
+  fill(el, backButton, h("span", { class: "avatar group" }, "👥"),
     h("div", { class: "grow" }, h("div", { class: "title" }, c.name),
       h("div", { class: "members" }, c.members.map((u) => h("span", { class: "member" }, dot(u), u === S.me ? "you" : u)))));
 }
