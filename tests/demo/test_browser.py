@@ -4,22 +4,30 @@ their own, on a real `clipwire serve --demo` process.
 Chromium is Debian's `chromium` package, driven by Playwright with
 ``executable_path`` (no browser download). Without it the test skips, except
 under CI=true, where scripts/test installs it first (scripts/chromium) and a
-missing browser fails. Screenshots of both pages go to tests/demo/artifacts/.
+missing browser fails. Screenshots of the pages go to tests/demo/artifacts/.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+import urllib.parse
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from clipwire.client import Client, connect
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -29,6 +37,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WAIT_MS = 10_000
 VIDEO = "sunset-ride"  # 61 s long in the demo's feed
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 
 
 def chromium_path() -> str | None:
@@ -90,18 +100,27 @@ def demo_url(tmp_path: Path) -> Iterator[str]:
 class Person:
     """One user's page, in a browser context of its own; page errors are kept."""
 
-    def __init__(self, browser: Browser, url: str, user: str) -> None:
-        from playwright.sync_api import expect
-
+    def __init__(self, browser: Browser, url: str, user: str, viewport: dict[str, int] = DESKTOP) -> None:
         self.user = user
-        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        self.context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
         self.page: Page = self.context.new_page()
         self.problems: list[str] = []
+        self.warnings: list[str] = []
         self.page.on("pageerror", lambda error: self.problems.append(f"{user}: {error}"))
-        self.page.on("console", lambda message: message.type == "error" and self.problems.append(
-            f"{user}: console: {message.text}"))
+        self.page.on("console", self._console)
         self.page.goto(f"{url}?user={user}")
-        expect(self.page.locator("#me-name")).to_have_text(user)
+        self.signed_in()
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.problems.append(f"{self.user}: console: {message.text}")
+        elif message.type == "warning":
+            self.warnings.append(message.text)
+
+    def signed_in(self) -> None:
+        from playwright.sync_api import expect
+
+        expect(self.page.locator("#me-name")).to_have_text(self.user)
 
     def friend(self, user: str) -> Locator:
         return self.page.locator(f"[data-testid=friend][data-user={user}]")
@@ -115,11 +134,38 @@ class Person:
     def position(self) -> int:
         return int(self.bar().get_attribute("data-pos-ms") or "-1")
 
-    def screenshot(self) -> Path:
+    def screenshot(self, name: str = "") -> Path:
         ARTIFACTS.mkdir(exist_ok=True)
-        path = ARTIFACTS / f"{self.user}.png"
+        path = ARTIFACTS / f"{name or self.user}.png"
         self.page.screenshot(path=str(path))
         return path
+
+
+def on_hub(url: str, users: tuple[str, ...], script: Callable[..., Awaitable[Any]]) -> Any:
+    """Run `script(*clients)` with a Python SDK client signed in (by a demo token) as each of `users`.
+
+    In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    """
+
+    def token(user: str) -> str:
+        with urllib.request.urlopen(f"{url}demo/token?user={urllib.parse.quote(user)}", timeout=10) as res:
+            return str(json.load(res)["token"])
+
+    async def run() -> Any:
+        async with AsyncExitStack() as stack:
+            clients: list[Client] = [
+                await stack.enter_async_context(connect(url.replace("http", "ws", 1) + "ws", token(user)))
+                for user in users
+            ]
+            return await script(*clients)
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(run())).result()
+
+
+async def befriend(one: Client, other: Client) -> None:
+    await one.friend_request(other.user)
+    await other.friend_request(one.user)  # accepts
 
 
 def clock(ms: int) -> str:
@@ -216,3 +262,104 @@ def test_alice_shares_a_video_bob_reacts_and_replies_at_a_moment_and_they_watch_
         for person in people:
             person.context.close()
     assert [problem for person in people for problem in person.problems] == []
+
+
+def test_the_chat_list_shows_each_conversations_last_message_after_a_reload(
+    browser: Browser, demo_url: str
+) -> None:
+    """More chats than the hub's history burst (10): the page fetches the newest of each, paced."""
+    from playwright.sync_api import expect
+
+    alice = Person(browser, demo_url, "alice")
+    try:
+        async def chat(alice_sdk: Client, bob_sdk: Client) -> list[str]:
+            await befriend(alice_sdk, bob_sdk)
+            await bob_sdk.send_text("are you coming?", to="alice")
+            await alice_sdk.send_text("see you at 8", to="bob")
+            groups = []
+            for i in range(12):
+                conv = await alice_sdk.create_group(["bob"], f"group {i:02}")
+                await alice_sdk.send_text("hello group", conv=conv)
+                await bob_sdk.send_text(f"last word in {i:02}", conv=conv)
+                groups.append(conv)
+            return groups
+
+        groups = on_hub(demo_url, ("alice", "bob"), chat)
+        alice.page.reload()
+        alice.signed_in()
+        expect(alice.page.locator("[data-testid=conv]")).to_have_count(13)
+        expect(alice.page.locator("[data-testid=conv][data-peer=bob] .sub")).to_have_text("You: see you at 8")
+        for i, conv in enumerate(groups):
+            expect(alice.page.locator(f"[data-testid=conv][data-conv='{conv}'] .sub")).to_have_text(
+                f"bob: last word in {i:02}")
+        # The newest chat is on top, and the hub never had to refuse a history request.
+        expect(alice.page.locator("[data-testid=conv]").first).to_have_attribute("data-conv", groups[-1])
+        assert [w for w in alice.warnings if "rate_limited" in w] == []
+    finally:
+        print("screenshot:", alice.screenshot("alice-chats-after-reload"))
+        alice.context.close()
+    assert alice.problems == []
+
+
+def test_on_a_phone_the_list_opens_a_chat_full_screen_and_back_returns(
+    browser: Browser, demo_url: str
+) -> None:
+    from playwright.sync_api import expect
+
+    async def chat(alice_sdk: Client, bob_sdk: Client) -> None:
+        await befriend(alice_sdk, bob_sdk)
+        await bob_sdk.send_text("look at this one", to="alice")
+        await bob_sdk.share_video({"id": VIDEO, "url": "https://videos.example/v/sunset-ride",
+                                   "caption": "Sunset ride along the coast", "duration_ms": 61_000},
+                                  to=["alice"], text="the jump at 0:40")
+
+    def fits(page: Page) -> None:
+        """Nothing is wider than the phone: no sideways scrolling, the header and its parts inside."""
+        width = PHONE["width"]
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        header = page.locator("header.topbar")
+        assert header.evaluate("el => el.scrollWidth <= el.clientWidth")
+        for box in (item.bounding_box() for item in header.locator(":scope > *").all() if item.is_visible()):
+            assert box is not None and 0 <= box["x"] and box["x"] + box["width"] <= width, box
+
+    on_hub(demo_url, ("alice", "bob"), chat)
+    alice = Person(browser, demo_url, "alice", viewport=PHONE)
+    page = alice.page
+    try:
+        chats, chat_pane = page.locator("#chats"), page.locator("section.chat")
+        back = page.locator("[data-testid=back]")
+        row = page.locator("[data-testid=conv][data-peer=bob]")
+        expect(row.locator(".sub")).to_have_text("🎬 Sunset ride along the coast")
+        expect(chat_pane).to_be_hidden()
+        fits(page)
+        alice.screenshot("phone-list")
+
+        row.click()
+        expect(chats).to_be_hidden()
+        expect(page.locator("[data-testid=message][data-sender=bob] .bubble").first).to_have_text(
+            "look at this one")
+        expect(back).to_be_visible()
+        expect(page.locator("#composer-input")).to_be_in_viewport()
+        box = chat_pane.bounding_box()
+        assert box is not None
+        assert (box["x"], box["width"]) == (0, PHONE["width"]), box
+        assert box["y"] <= 60 and box["y"] + box["height"] == PHONE["height"], box  # under the top bar
+        fits(page)
+        alice.screenshot("phone-chat")
+
+        back.click()
+        expect(chats).to_be_visible()
+        expect(chat_pane).to_be_hidden()
+        expect(row).not_to_have_class(re.compile(r"\bactive\b"))
+        fits(page)
+
+        # The same page on a desktop: list and chat side by side, no back button.
+        page.set_viewport_size(DESKTOP)  # type: ignore[arg-type]
+        row.click()
+        expect(chats).to_be_visible()
+        expect(chat_pane).to_be_visible()
+        expect(back).to_be_hidden()
+    finally:
+        alice.screenshot("phone-then-desktop")
+        alice.context.close()
+    assert alice.problems == []

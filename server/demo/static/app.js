@@ -4,6 +4,7 @@
 
 import { connect } from "./vendor/clipwire-client.js";
 import { ago, avatar, clock, fill, h, timeOfDay, toast } from "./dom.js";
+import { HistoryPacer } from "./history.js";
 
 const EMOJIS = ["🔥", "😂", "😮", "❤️"];
 const DEFAULT_DURATION_MS = 60_000;
@@ -13,11 +14,13 @@ const TYPING_EVERY_MS = 2_000;
 const S = {
   me: "",
   client: null,
+  pacer: null, // HistoryPacer: every history request of the page goes through it
   clockOffset: 0, // hub clock minus ours, from the welcome
   feed: [],
   open: null, // {conv} or {peer} (a DM not started yet)
   msgs: new Map(), // conv -> Map(seq -> Message)
   loaded: new Set(), // convs whose history was fetched
+  previewing: new Set(), // convs whose newest message is being fetched for the chat list
   reactions: new Map(), // "conv/seq" -> Map(emoji -> {count, me, users: Set, moments: Set})
   readBy: new Map(), // conv -> Map(user -> seq), others' read markers seen live
   readSent: new Map(), // conv -> highest seq we marked read
@@ -30,6 +33,8 @@ const S = {
 };
 
 const $ = (sel) => document.querySelector(sel);
+// As in style.css: one pane at a time, the chat list or the open chat.
+const phone = window.matchMedia("(max-width: 640px)");
 const serverNow = () => Date.now() + S.clockOffset;
 const errorText = (e) => (e && e.message) || String(e);
 
@@ -84,6 +89,7 @@ async function signIn(user) {
   }).catch((e) => showSignIn(`Could not connect: ${errorText(e)}`));
   if (!client) return;
   S.client = client;
+  S.pacer = new HistoryPacer(client);
   S.me = client.user;
   S.clockOffset = client.serverTime ? client.serverTime - Date.now() : 0;
   for (const conv of client.conversations.values()) {
@@ -94,8 +100,10 @@ async function signIn(user) {
   layout();
   client.on("*", (ev) => onEvent(ev));
   renderAll();
+  loadPreviews([...client.conversations.values()]);
   setInterval(tick, 100);
   document.addEventListener("visibilitychange", () => S.open?.conv && markRead(S.open.conv));
+  window.addEventListener("popstate", () => S.open && closeChat());
 }
 
 // ------------------------------------------------------------------ events
@@ -117,6 +125,7 @@ function onEvent(ev) {
       if (!ev.removed && S.open?.peer && ev.conversation.kind === "dm" && ev.conversation.peer === S.open.peer) {
         S.open = { conv: ev.conv };
       }
+      if (!ev.removed) loadPreviews([ev.conversation]);
       renderChats();
       renderChat();
       break;
@@ -261,7 +270,23 @@ async function markRead(conv) {
   renderChats();
 }
 
+/** Back to the chat list (on a phone, the list fills the screen again). */
+function closeChat() {
+  S.open = null;
+  S.replyTo = null;
+  renderChat();
+  renderChats();
+}
+
+/** The chat's back button: on a phone, opening a chat added a history entry (so that
+ * the phone's own back button returns to the list too); leave it the same way. */
+function back() {
+  if (history.state?.chat) history.back();
+  else closeChat();
+}
+
 async function openConversation(target) {
+  if (phone.matches && !history.state?.chat) history.pushState({ chat: true }, "");
   S.open = target.conv ? { conv: target.conv } : { peer: target.peer };
   S.replyTo = null;
   renderChat();
@@ -271,7 +296,7 @@ async function openConversation(target) {
   if (!S.loaded.has(conv)) {
     S.loaded.add(conv);
     try {
-      const page = await S.client.history(conv, { limit: 50 });
+      const page = await S.pacer.history(conv, { limit: 50 }, { urgent: true });
       for (const m of page) {
         addMessage(m);
         loadReactions(m);
@@ -293,6 +318,30 @@ async function openConversation(target) {
     if (S.open?.conv === conv) renderChat();
   }
   markRead(conv);
+}
+
+/**
+ * The newest message of each of `convs` that the page holds none of, for the chat list.
+ * The protocol has no inbox call, so this is a history request of one message per chat,
+ * paced (S.pacer): unread chats first, then in the welcome's order (most messages first).
+ */
+function loadPreviews(convs) {
+  const wanted = convs.filter((c) => c.lastSeq > 0 && !S.previewing.has(c.conv) && !messagesOf(c.conv).size);
+  wanted.sort((a, b) => Number(b.unread > 0) - Number(a.unread > 0));
+  for (const c of wanted) {
+    S.previewing.add(c.conv);
+    S.pacer.history(c.conv, { limit: 1 }, { skip: () => messagesOf(c.conv).size > 0 || !conversation(c.conv) })
+      .then((page) => {
+        for (const m of page ?? []) {
+          if (messagesOf(m.conv).has(m.seq)) continue;
+          addMessage(m);
+          loadReactions(m);
+        }
+        if (page?.length) renderChats();
+      })
+      .catch((e) => console.warn(`no preview of ${c.conv}: ${errorText(e)}`))
+      .finally(() => S.previewing.delete(c.conv));
+  }
 }
 
 // ------------------------------------------------------------------ watch together
@@ -586,10 +635,10 @@ function layout() {
     h("header", { class: "topbar" },
       h("div", { class: "logo" }, h("span", { class: "logo-mark" }, "◆"), "Clipwire", h("span", { class: "tag" }, "demo")),
       h("div", { class: "grow" }),
-      h("span", { id: "status", class: "status ok" }, "online"),
+      h("span", { id: "status", class: "status ok", title: "online" }, "online"),
       h("div", { class: "me" }, avatar(S.me, "sm"), h("strong", { id: "me-name" }, S.me)),
-      h("button", { class: "ghost", onclick: () => { S.client.close(); location.search = ""; } }, "Sign out")),
-    h("div", { class: "columns" },
+      h("button", { class: "ghost signout", onclick: () => { S.client.close(); location.search = ""; } }, "Sign out")),
+    h("div", { class: "columns", id: "columns" },
       h("aside", { class: "side" },
         h("div", { class: "panel" },
           h("div", { class: "row" }, addInput, h("button", { id: "add-friend-button", class: "primary", onclick: add }, "Add")),
@@ -626,6 +675,7 @@ function setStatus(text, kind) {
   const el = $("#status");
   if (!el) return;
   el.textContent = text;
+  el.title = text;
   el.className = `status ${kind}`;
 }
 
@@ -668,9 +718,10 @@ function renderFriends() {
 function preview(conv) {
   const list = sortedMessages(conv);
   const m = list[list.length - 1];
-  if (!m) return "";
-  const who = m.sender === S.me ? "You: " : "";
+  if (!m) return conversation(conv)?.lastSeq ? "…" : "";
+  const who = m.sender === S.me ? "You: " : conversation(conv)?.kind === "group" ? `${m.sender}: ` : "";
   if (m.unsent) return `${who}(unsent)`;
+  if (m.hidden) return "Hidden message";
   if (m.video) return `${who}🎬 ${m.video.caption ?? m.video.id}`;
   return `${who}${m.text ?? ""}`;
 }
@@ -702,6 +753,7 @@ function renderChat() {
   renderReplyChip();
   const composer = $("#composer");
   const input = $("#composer-input");
+  $("#columns").classList.toggle("chat-open", Boolean(S.open));
   composer.classList.toggle("hidden", !S.open);
   if (S.open) {
     const c = S.open.conv ? conversation(S.open.conv) : null;
@@ -716,16 +768,19 @@ function renderHeader() {
     fill(el);
     return;
   }
+  const backButton = h("button", {
+    class: "back", dataset: { testid: "back" }, "aria-label": "Back to the chats", title: "Back to the chats", onclick: back,
+  }, "‹");
   const c = S.open.conv ? conversation(S.open.conv) : null;
   if (!c || c.kind === "dm") {
     const peer = c ? c.peer : S.open.peer;
     const p = presenceOf(peer);
-    fill(el, h("span", { class: "who" }, avatar(peer), dot(peer)),
+    fill(el, backButton, h("span", { class: "who" }, avatar(peer), dot(peer)),
       h("div", { class: "grow" }, h("div", { class: "title" }, peer),
         h("div", { class: "sub" }, p?.online ? "online" : p ? ago(p.lastSeen) : "not a friend yet")));
     return;
   }
-  fill(el, h("span", { class: "avatar group" }, "👥"),
+  fill(el, backButton, h("span", { class: "avatar group" }, "👥"),
     h("div", { class: "grow" }, h("div", { class: "title" }, c.name),
       h("div", { class: "members" }, c.members.map((u) => h("span", { class: "member" }, dot(u), u === S.me ? "you" : u)))));
 }
