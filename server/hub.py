@@ -565,7 +565,7 @@ class Hub:
 
     async def _send(self, session: Session, req: f.Send) -> None:
         if not session.trusted:
-            self.rates.check(session, "send")
+            self.rates.check(session, "send", req.cmid)
         refuse_nul(req.text, "text")
         conv = await self._writable(session, req.to, req.conv)
         reply = await self._reply_target(conv, req.reply)
@@ -576,7 +576,7 @@ class Hub:
 
     async def _share(self, session: Session, req: f.Share) -> None:
         if not session.trusted:
-            self.rates.check(session, "send", len(req.to) + len(req.convs))
+            self.rates.check(session, "send", req.cmid, len(req.to) + len(req.convs))
         refuse_nul(req.text, "text")
         targets = [("to", u) for u in req.to] + [("conv", c) for c in req.convs]
         tracker = _ShareReply(session, req.id, [{key: t} for key, t in targets], 0)
@@ -664,7 +664,7 @@ class Hub:
 
     async def _history(self, session: Session, req: f.History) -> None:
         if not session.trusted:
-            self.rates.check(session, "history")
+            self.rates.check(session, "history", (req.conv, req.before, req.limit))
         conv = await self.convs.get(req.conv)
         if conv is None or (session.user not in conv.members and not session.trusted):
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)

@@ -1,9 +1,19 @@
 """Rate limits: token buckets per connection and per user, for each kind of action.
 
-A request over a limit is refused with ``rate_limited`` and a ``retry_after_ms``
-before anything is stored; a connection that keeps going past its limits is
-closed with 4008. Typing has a bucket per connection in live.py and goes through
-the user's limit here too; either way an excess signal is dropped silently.
+A request over a limit is refused with ``rate_limited`` before anything is stored,
+and promised a time: its tokens are set aside at once (the buckets go below zero)
+and ``retry_after_ms`` says when the bucket will have paid for them, so the same
+request retried then is accepted without being counted again. Each refused request
+of a burst is promised the next free time, one token after the one before it, and
+a new request waits behind the promises (the bucket is in debt), so no one takes
+the token promised to another: retried as told, requests never collide. A
+connection is closed with 4008 after ``rate_strikes_max`` strikes (refilled one a
+second), and only two things strike: a retry (the same cmid for a send or share,
+the same user for a friend request, the same conv, before and limit for history)
+that comes before its time, and a refused request while the connection already has
+``MAX_PROMISES`` of that kind waiting. Typing has a bucket per connection in live.py
+and goes through the user's limit here too; either way an excess signal is dropped
+silently.
 
 Each connection has a bucket per kind (``rate_*_per_s``, burst twice that; typing
 ``typing_per_s``, burst 3). A user's devices together get ``rate_user_scale``
@@ -35,6 +45,11 @@ the user's total converges to the rate. One exception: devices idle until the
 same instant on several nodes each start with a full local burst, so that first
 moment can pass up to one local user burst per extra node, once.
 
+Promises are the node's own: a refused request is counted in the shared counters
+only when its retry is accepted, and if the other nodes spent the allowance in the
+meantime, the retry, on time, is refused with a new time and no strike. Across nodes
+``retry_after_ms`` is thus this node's best estimate, not a reservation.
+
 Window numbers come from each node's clock: keep the nodes' clocks in step
 (NTP). If Redis cannot be reached the node says so once in its log and keeps
 only its local limits until a flush succeeds again: the limiter never fails a
@@ -48,9 +63,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Hashable, Sequence
+from typing import Any, NamedTuple, Protocol
 
 from clipwire.protocol import ErrorCode, RequestError
 
@@ -68,17 +84,43 @@ class TokenBucket:
 
     def take(self, cost: float = 1, now: float | None = None) -> bool:
         """Spend ``cost`` tokens if there are that many; False means over the limit."""
-        now = time.monotonic() if now is None else now
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens >= cost:
-            self._tokens -= cost
-            return True
-        return False
+        if self.wait_s(cost, now):
+            return False
+        self._tokens -= cost
+        return True
 
-    def wait_s(self, cost: float = 1) -> float:
-        """Seconds until ``cost`` tokens will be there (after a refused ``take``)."""
-        return max(0.0, (min(cost, self._burst) - self._tokens) / self._rate)
+    def wait_s(self, cost: float = 1, now: float | None = None) -> float:
+        """Seconds until the bucket can pay ``cost``: 0.0 now, else when the tokens it
+        has, less those set aside, reach ``cost`` (if over the burst: when it is paid off)."""
+        now = time.monotonic() if now is None else now
+        if now > self._stamp:  # a ``now`` read before this bucket was made adds nothing
+            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+        return 0.0 if self._tokens >= cost else (cost - self._tokens) / self._rate
+
+    def set_aside(self, cost: float) -> None:
+        """Spend ``cost`` for a request refused now and promised a later time, however
+        far below zero that takes the bucket: whoever asks next waits until it is paid."""
+        self._tokens -= cost
+
+
+class Promise(NamedTuple):
+    """The time given to a refused request, whose ``cost`` is already set aside."""
+
+    early: float  # a retry before this (monotonic) is a strike; from here on it is accepted
+    due: float  # the bucket's time for it: now + retry_after
+    cost: int
+
+
+class Lane:
+    """One connection's limit of one kind: its bucket, and its requests refused and
+    promised a time, by retry key in the order promised (None until the first)."""
+
+    __slots__ = ("bucket", "promises")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.bucket = TokenBucket(rate, burst)
+        self.promises: dict[Hashable, Promise] | None = None
 
 
 # kind -> (setting holding the rate per second per connection); the burst is twice
@@ -88,6 +130,12 @@ KINDS = {"send": "rate_send_per_s", "history": "rate_history_per_s",
 TYPING_BURST = 3.0
 FRIEND_BURST_MIN = 5.0  # tapping "Add" on several suggested friends at once must work
 STRIKES_PER_S = 1.0
+# Requests of one kind a connection may have refused and waiting for their time: far
+# more than a client keeps open when it pipelines (a handful), and a bound on the memory
+# and on the debt one connection can run up for its user (64 requests' cost).
+MAX_PROMISES = 64
+EARLY_S = 0.01  # timers: a retry this early, or a tenth of its wait early, is on time
+PROMISE_KEPT_S = 10.0  # a promise not claimed this long after its time is forgotten
 MAX_USERS_TRACKED = 100_000
 FLUSH_S = 0.1  # how often a node adds its spend to the shared counters and reads them
 MAX_FLUSH = 5_000  # (user, kind) pairs in one round trip; more wait for the next flush
@@ -266,6 +314,16 @@ class ClusterSpend:
                 usage.learn(window - 1, total_before)
 
 
+def _promise(now: float, wait_s: float, cost: int) -> Promise:
+    return Promise(now + wait_s - max(EARLY_S, wait_s / 10), now + wait_s, cost)
+
+
+def _refusal(kind: str, wait_s: float) -> RequestError:
+    # Rounded up: retried exactly then, the request finds its tokens paid for.
+    return RequestError(ErrorCode.RATE_LIMITED, f"too many {kind} requests; slow down",
+                        retry_after_ms=max(1, math.ceil(wait_s * 1000)))
+
+
 class RateLimiter:
     def __init__(self, config: Any, shared: SharedUsage | None = None) -> None:
         self._limits = {kind: _limits(config, kind) for kind in KINDS}
@@ -296,31 +354,73 @@ class RateLimiter:
             bucket = buckets[kind] = TokenBucket(rate, burst)
         return bucket
 
-    def check(self, session: Any, kind: str, cost: int = 1) -> None:
-        """Spend ``cost`` of ``kind`` for ``session`` and its user, or raise ``rate_limited``."""
-        cluster = self.cluster
-        wait = 0.0 if cluster is None else cluster.wait_s(session.user, kind, cost)
-        if not wait:
-            mine = session.buckets.get(kind)
-            if mine is None:
-                rate, burst, _, _ = self._limits[kind]
-                mine = session.buckets[kind] = TokenBucket(rate, burst)
-            if mine.take(cost):
-                theirs = self._user_bucket(session.user, kind)
-                if theirs.take(cost):
-                    if cluster is not None:
-                        cluster.spend(session.user, kind, cost)
+    def check(self, session: Any, kind: str, key: Hashable, cost: int = 1) -> None:
+        """Spend ``cost`` of ``kind`` for ``session`` and its user, or raise ``rate_limited``
+        with the time promised to this request; ``key`` names it across its retries."""
+        now = time.monotonic()
+        lane = session.lanes.get(kind)
+        if lane is None:
+            rate, burst, _, _ = self._limits[kind]
+            lane = session.lanes[kind] = Lane(rate, burst)
+        if lane.promises:
+            promise = lane.promises.get(key)
+            if promise is not None:
+                if cost <= promise.cost:
+                    self._claim(session, lane.promises, kind, key, promise, now)
                     return
-                wait = theirs.wait_s(cost)
-            else:
-                wait = mine.wait_s(cost)
-        strikes = session.buckets.get("strikes")
+                del lane.promises[key]  # asks for more than was set aside: a new request
+        user = self._user_bucket(session.user, kind)
+        cluster = self.cluster
+        wait = max(lane.bucket.wait_s(cost, now), user.wait_s(cost, now),
+                   0.0 if cluster is None else cluster.wait_s(session.user, kind, cost))
+        if not wait:
+            lane.bucket.set_aside(cost)
+            user.set_aside(cost)
+            if cluster is not None:
+                cluster.spend(session.user, kind, cost)
+            return
+        promises = lane.promises
+        if promises is None:
+            promises = lane.promises = {}
+        while promises:  # forget what was never claimed (the oldest first)
+            oldest = next(iter(promises))
+            if promises[oldest].due > now - PROMISE_KEPT_S:
+                break
+            del promises[oldest]
+        if len(promises) >= MAX_PROMISES:
+            self._strike(session)  # more waiting than any client pipelines: not told, ignoring
+        else:
+            # Set aside here; the cluster counts it when it is claimed (see _claim).
+            lane.bucket.set_aside(cost)
+            user.set_aside(cost)
+            promises[key] = _promise(now, wait, cost)
+        raise _refusal(kind, wait)
+
+    def _claim(self, session: Any, promises: dict[Hashable, Promise], kind: str, key: Hashable,
+               promise: Promise, now: float) -> None:
+        """A retry of a refused request: accepted at its time (it was paid for when refused);
+        before it, a strike and the time still to wait."""
+        if now < promise.early:
+            self._strike(session)
+            raise _refusal(kind, promise.due - now)
+        del promises[key]
+        cluster = self.cluster
+        if cluster is None:
+            return
+        # Other nodes may have spent the user's allowance meanwhile: that the hub could
+        # not promise. On time, so no strike: a new time, the tokens still set aside.
+        wait = cluster.wait_s(session.user, kind, promise.cost)
+        if wait:
+            promises[key] = _promise(now, wait, promise.cost)
+            raise _refusal(kind, wait)
+        cluster.spend(session.user, kind, promise.cost)
+
+    def _strike(self, session: Any) -> None:
+        strikes = session.strikes
         if strikes is None:
-            strikes = session.buckets["strikes"] = TokenBucket(STRIKES_PER_S, self._strikes_burst)
+            strikes = session.strikes = TokenBucket(STRIKES_PER_S, self._strikes_burst)
         if not strikes.take():
             session.close(4008, "rate limit exceeded repeatedly")
-        raise RequestError(ErrorCode.RATE_LIMITED, f"too many {kind} requests; slow down",
-                           retry_after_ms=max(1, int(wait * 1000)))
 
     def user_allows(self, user: str, kind: str, cost: int = 1) -> bool:
         """Spend ``cost`` of ``kind`` from the user's limit alone (typing: its connection's

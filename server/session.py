@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from clipwire.protocol import CloseCode, encode
 
-from .ratelimit import TokenBucket
+from .ratelimit import Lane, TokenBucket
 
 _ids = itertools.count(1)
 
@@ -45,8 +45,8 @@ class Connection(Protocol):
 class Session:
     """A user's device, connected. Created when ``hello`` succeeds."""
 
-    __slots__ = ("_expiry", "_held", "_held_bytes", "_held_limit", "buckets", "conn", "device",
-                 "id", "issued_at_ms", "name", "trusted", "typing_bucket", "user")
+    __slots__ = ("_expiry", "_held", "_held_bytes", "_held_limit", "conn", "device", "id",
+                 "issued_at_ms", "lanes", "name", "strikes", "trusted", "typing_bucket", "user")
 
     def __init__(self, conn: Connection, user: str, name: str | None, device: str | None,
                  held_limit: int) -> None:
@@ -57,7 +57,8 @@ class Session:
         self.id = f"s{next(_ids)}"
         self._expiry: asyncio.TimerHandle | None = None
         self.typing_bucket: TokenBucket | None = None
-        self.buckets: dict[str, TokenBucket] = {}  # rate limits of this connection
+        self.lanes: dict[str, Lane] = {}  # rate limits of this connection, by kind
+        self.strikes: TokenBucket | None = None  # when it runs dry: closed with 4008
         self.trusted = False  # the app's backend acting through the server API
         self.issued_at_ms: int | None = None
         # Live events are held back until the welcome and resume are out.

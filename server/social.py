@@ -229,7 +229,7 @@ class Social:
         self.hub.social_changed((me, other))
 
     async def _friend_request(self, session: Session, req: f.FriendRequest) -> None:
-        self.hub.rates.check(session, "friend")
+        self.hub.rates.check(session, "friend", req.user)
         me, other = session.user, req.user
         mine, theirs = await self._pair(session, other)
         if other in mine.blocking or other in mine.blocked_by:

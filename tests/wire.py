@@ -88,6 +88,13 @@ class RawClient:
                 await self._read_one(timeout)
         return self._replies.pop(rid)
 
+    async def next_reply(self, timeout: float = WAIT_S) -> dict[str, Any]:
+        """The reply to any request sent with ``send_request``, whichever comes first."""
+        async with asyncio.timeout(timeout):
+            while not self._replies:
+                await self._read_one(timeout)
+        return self._replies.pop(next(iter(self._replies)))
+
     async def ok(self, t: str, **fields: Any) -> dict[str, Any]:
         reply = await self.call(t, **fields)
         assert reply["t"] == "ok", reply

@@ -1,0 +1,111 @@
+"""Rate limits met by clients that behave (server/ratelimit.py): a client that waits the
+``retry_after_ms`` it is told and then retries is never closed, whatever it pipelines.
+Clients that do not wait are in test_limits.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from wire import Dial, HubFactory, RawClient, history_all
+
+Request = tuple[str, dict[str, Any]]
+
+
+async def send_paced(client: RawClient, requests: list[Request], window: int = 8) -> list[int]:
+    """Send every request with at most ``window`` of them open (awaiting a reply or a retry);
+    a ``rate_limited`` one goes again, unchanged, exactly ``retry_after_ms`` after its
+    refusal came. Returns each refusal's ``retry_after_ms``; any other error fails."""
+    loop = asyncio.get_running_loop()
+    todo, open_ = deque(requests), {}
+    due: list[tuple[float, int, Request]] = []  # refused, by the time they may go again
+    order, waits = itertools.count(), []
+    try:
+        while todo or due or open_:
+            while due and due[0][0] <= loop.time():
+                t, fields = request = heapq.heappop(due)[2]
+                open_[await client.send_request(t, **fields)] = request
+            while todo and len(open_) + len(due) < window:
+                t, fields = request = todo.popleft()
+                open_[await client.send_request(t, **fields)] = request
+            try:
+                reply = await client.next_reply(due[0][0] - loop.time() if due else 5.0)
+            except TimeoutError:
+                assert due, "a reply did not come"
+                continue
+            request = open_.pop(reply["id"])
+            if reply["t"] == "error":
+                assert reply["code"] == "rate_limited", reply
+                waits.append(reply["retry_after_ms"])
+                heapq.heappush(due, (loop.time() + reply["retry_after_ms"] / 1000, next(order), request))
+    except ConnectionClosed as exc:
+        raise AssertionError(f"the hub closed a client that waited as told: {exc}") from None
+    return waits
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+async def test_a_pipelining_client_that_waits_as_told_is_never_closed(
+    hub_factory: HubFactory, dial: Dial, devices: int
+) -> None:
+    # The default send rate and strikes; one user's devices share one connection's rate.
+    hub = await hub_factory(rate_send_per_s=20.0, rate_user_scale=1.0)
+    bob = await dial(hub.url, "bob")
+    conv = (await bob.ok("send", to="alice", cmid="hi", text="hi"))["conv"]
+    phones = [await dial(hub.url, "alice", device=f"phone{d}") for d in range(devices)]
+    texts = [[f"{d}-{n}" for n in range(120 // devices)] for d in range(devices)]
+    waits = await asyncio.gather(*(
+        send_paced(phone, [("send", {"conv": conv, "cmid": text, "text": text}) for text in mine])
+        for phone, mine in zip(phones, texts, strict=True)))
+    assert all(waits)  # each device met the limit
+    stored = [m["text"] for m in await history_all(bob, conv)]
+    assert sorted(stored) == sorted(["hi", *itertools.chain(*texts)])  # each exactly once
+    for phone in phones:
+        assert (await phone.call("ping"))["t"] == "ok"  # still connected
+
+
+async def test_each_refused_request_is_told_its_own_time(hub_factory: HubFactory, dial: Dial) -> None:
+    hub = await hub_factory(rate_send_per_s=5.0)  # burst 10, then a token each 200 ms
+    alice = await dial(hub.url, "alice")
+    ids = [await alice.send_request("send", to="bob", cmid=f"m{n}", text="x") for n in range(18)]
+    replies = [await alice.reply(rid) for rid in ids]
+    waits = [r["retry_after_ms"] for r in replies if r["t"] == "error"]
+    assert len(waits) >= 6
+    # One token apart, less the moment between two refusals (well under 50 ms).
+    assert all(150 <= later - earlier <= 201 for earlier, later in itertools.pairwise(waits)), waits
+
+
+async def test_a_share_to_more_targets_than_the_burst_passes_after_its_wait(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    hub = await hub_factory(rate_send_per_s=5.0)  # burst 10
+    alice = await dial(hub.url, "alice")
+    card = {"id": "v", "url": "https://videos.example/v"}
+    targets = [f"u{i}" for i in range(14)]
+    refused = await alice.call("share", cmid="big", video=card, to=targets)
+    assert refused["code"] == "rate_limited"
+    assert 700 <= refused["retry_after_ms"] <= 801  # 4 tokens past the burst, at 5 a second
+    behind = await alice.call("share", cmid="small", video=card, to=["u1"])
+    assert behind["code"] == "rate_limited"  # the tokens are kept for the first
+    assert behind["retry_after_ms"] > refused["retry_after_ms"]
+    await asyncio.sleep(refused["retry_after_ms"] / 1000)
+    shared = await alice.call("share", cmid="big", video=card, to=targets)
+    assert shared["t"] == "ok" and [r.get("error") for r in shared["results"]] == [None] * 14
+
+
+async def test_five_friend_requests_at_once_then_the_rate(hub_factory: HubFactory, dial: Dial) -> None:
+    hub = await hub_factory(rate_friend_per_s=0.5)  # the default: one each 2 s, burst 5
+    alice = await dial(hub.url, "alice")
+    ids = [await alice.send_request("friend.request", user=f"friend{n}") for n in range(7)]
+    replies = [await alice.reply(rid) for rid in ids]
+    assert [r["t"] for r in replies[:5]] == ["ok"] * 5, replies
+    assert [r.get("code") for r in replies[5:]] == ["rate_limited"] * 2
+    sixth, seventh = (r["retry_after_ms"] for r in replies[5:])
+    assert 0 < sixth < seventh
+    await asyncio.sleep(sixth / 1000)
+    assert (await alice.call("friend.request", user="friend5"))["t"] == "ok"
