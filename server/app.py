@@ -14,15 +14,16 @@ import logging
 from collections.abc import Iterable
 from types import TracebackType
 
+from . import startup
 from .api import ServerApi
 from .auth import TokenVerifier, secret_beside
-from .broker.base import Broker
+from .broker.base import Broker, BrokerUnavailable
 from .config import ConfigError, HubConfig
 from .demo import DemoSite
 from .hooks import HttpCardResolver, HttpDmPolicy
 from .hub import Hub
 from .policy import CardResolver, DmPolicy, HubListener, PolicyFunction
-from .store.base import Store
+from .store.base import Store, StoreUnavailable
 from .store.sqlite import SQLiteStore
 from .transport import WS_PATH, TransportServer, start_transport
 from .webhooks import WebhookSender
@@ -90,18 +91,40 @@ class ClipwireServer:
         return f"ws://{self.config.host}:{self.port}{WS_PATH}"
 
     async def start(self) -> None:
-        await self.store.open()
-        await self.hub.start()
+        """Open the store, join the broker, listen; on failure undo it all and raise one of
+        :data:`startup.FAILURES`, whose message names the cause and what to change."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()  # the store's threads would otherwise keep the process alive
+            raise
+
+    async def _start(self) -> None:
+        config = self.config
+        try:
+            await self.store.open()
+        except StoreUnavailable as exc:
+            raise startup.store_failed(config, exc) from exc
+        try:
+            await self.hub.start()
+        except BrokerUnavailable as exc:
+            raise startup.broker_failed(config, exc) from exc
         if self.webhooks is not None:
             await self.webhooks.start()
-        self._server = await start_transport(
-            self.hub, self.config.host, self.config.port, reuse_port=self._reuse_port,
-            routes=self.demo.route if self.demo is not None else None,
-        )
+        try:
+            self._server = await start_transport(
+                self.hub, config.host, config.port, reuse_port=self._reuse_port,
+                routes=self.demo.route if self.demo is not None else None,
+            )
+        except OSError as exc:
+            raise startup.cannot_listen(exc, config.host, config.port) from exc
         self.port = self._server.port
-        if self.config.api_key:
-            self.api = ServerApi(self.hub, self.config.api_key)
-            await self.api.start(self.config.api_host, self.config.api_port)
+        if config.api_key:
+            self.api = ServerApi(self.hub, config.api_key)
+            try:
+                await self.api.start(config.api_host, config.api_port)
+            except OSError as exc:
+                raise startup.cannot_listen(exc, config.api_host, config.api_port, api=True) from exc
         log.info("serving %s (store %s, transport %s)", self.url, self.config.db, self.config.transport)
 
     async def close(self, *, drain: bool = False) -> None:

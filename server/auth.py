@@ -98,9 +98,14 @@ def sign_token(secret: str, user: str, *, ttl_s: float = 86_400, name: str | Non
     return jwt.encode(payload, secret, algorithm=algorithm)
 
 
+def secret_path(db_path: str) -> Path:
+    """Where the hub keeps the HS256 secret of the database at ``db_path``."""
+    return Path(f"{db_path}.secret")
+
+
 def secret_beside(db_path: str) -> str:
     """The HS256 secret kept next to the database, created on first use (mode 0600)."""
-    path = Path(f"{db_path}.secret")
+    path = secret_path(db_path)
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)

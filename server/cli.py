@@ -6,37 +6,87 @@ import argparse
 import asyncio
 import signal
 import sys
-from dataclasses import fields
+import traceback
+from dataclasses import Field, fields
 from typing import Any
 
 from . import logs
-from .auth import secret_beside, sign_token
-from .config import ENV_PREFIX, ConfigError, HubConfig
+from .auth import secret_beside, secret_path, sign_token
+from .config import CHOICES, ENV_PREFIX, ConfigError, HubConfig
+from .startup import EXIT_STARTUP, FAILURES, secret_failed, store_failed
+from .store.base import StoreUnavailable
 
 DESCRIPTION = "Clipwire: a real-time messaging hub for in-app chat and video sharing."
 
+# --help shows the settings in these groups, in this order. A name ending in "_" is a
+# prefix; the first match wins. A setting in no group lands in "other settings", which
+# tests/test_startup.py refuses: a new setting needs a place here.
+HELP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("network", ("host", "port", "transport", "allowed_origins", "handshake_timeout_s",
+                 "ping_interval_s", "ping_timeout_s", "permessage_deflate", "demo")),
+    ("server API", ("api_", "system_user")),
+    ("tokens", ("secret", "jwt_")),
+    ("store", ("db", "database_url", "migrate_on_start", "sqlite_", "commit_")),
+    ("cluster", ("workers", "reuse_port", "redis_url", "presence_ttl_s")),
+    ("limits", ("max_", "hello_timeout_s", "resume_", "send_buffer_bytes", "watch_ttl_s")),
+    ("rates", ("rate_", "typing_per_s")),
+    ("hooks", ("dm_policy", "dm_policy_url", "card_resolver_url", "hook_")),
+    ("webhooks", ("webhook_",)),
+    ("logs", ("log_",)),
+)
+OTHER_GROUP = "other settings"
+# What a value is, where the name does not say it by its ending (see _metavar).
+_METAVARS = {"db": "FILE", "secret": "SECRET", "api_key": "KEY", "webhook_secret": "KEY",
+             "system_user": "USER", "allowed_origins": "ORIGINS", "webhook_events": "GROUPS",
+             "jwt_audience": "AUDIENCE", "jwt_issuer": "ISSUER", "rate_user_scale": "FACTOR"}
+_METAVAR_ENDINGS = (("_url", "URL"), ("_file", "FILE"), ("host", "ADDRESS"), ("port", "PORT"),
+                    ("_bytes", "BYTES"), ("_per_s", "PER_SECOND"), ("_s", "SECONDS"))
+
+
+def _group_of(name: str) -> str:
+    for title, names in HELP_GROUPS:
+        if any(name.startswith(n) if n.endswith("_") else name == n for n in names):
+            return title
+    return OTHER_GROUP
+
+
+def _metavar(f: Field[Any]) -> str:
+    """What to type: the choices, else a word for the kind of value (never a piece of the name)."""
+    if f.name in CHOICES:
+        return "{" + ",".join(CHOICES[f.name]) + "}"
+    if f.name in _METAVARS:
+        return _METAVARS[f.name]
+    for ending, metavar in _METAVAR_ENDINGS:
+        if f.name.endswith(ending):
+            return metavar
+    return "N" if isinstance(f.default, int) else "VALUE"
+
 
 def _add_settings(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
-    """One flag per :class:`HubConfig` field; the help names its environment variable."""
+    """One flag per :class:`HubConfig` field, in groups; the help names its environment variable."""
     parser.add_argument("--config", metavar="FILE",
                         help="TOML file of settings (keys as below, e.g. max_frame_bytes = 65536); "
                         "environment variables and flags override it [env CLIPWIRE_CONFIG]")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for title in [t for t, _ in HELP_GROUPS] + [OTHER_GROUP]:
+        groups[title] = parser.add_argument_group(title)
     for f in fields(HubConfig):
         if only is not None and f.name not in only:
             continue
+        group = groups[_group_of(f.name)]
         env = ENV_PREFIX + f.name.upper()
-        shown = "none" if f.default is None else f.default
+        shown: object = "none" if f.default is None else f.default
         if f.name == "secret":
             shown = "created beside --db"
         flag = f"--{f.name.replace('_', '-')}"
-        help_text = f"{f.metadata['help']} [env {env}; default {shown}]"
         if isinstance(f.default, bool):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
+            help_text = f"{f.metadata['help']} [env {env}=1/0; default {'on' if shown else 'off'}]"
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=help_text)
             continue
         kind = type(f.default) if f.default is not None else str
-        parser.add_argument(flag, dest=f.name, type=kind, default=None,
-                            metavar=f.name.split("_")[-1].upper(), help=help_text)
+        group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=_metavar(f),
+                           help=f"{f.metadata['help']} [env {env}; default {shown}]")
 
 
 def _config(args: argparse.Namespace) -> HubConfig:
@@ -45,13 +95,37 @@ def _config(args: argparse.Namespace) -> HubConfig:
 
 
 def _secret(config: HubConfig) -> str:
-    return config.secret or secret_beside(config.db)
+    """The running hub's secret, for ``token`` and ``chat``: never a new one, which it
+    would not know (only ``serve`` creates the secret beside its database)."""
+    if config.secret:
+        return config.secret
+    path = secret_path(config.db)
+    if not path.exists():
+        raise ConfigError(
+            f"no token secret: --secret (CLIPWIRE_SECRET) is not set and {path.absolute()} "
+            "does not exist; start the hub first (`clipwire serve` creates it beside its --db), "
+            "or pass the hub's --db or --secret"
+        )
+    return secret_beside(config.db)
 
 
 def _serve(args: argparse.Namespace) -> int:
     config = _config(args)
+    try:
+        return _start_serving(config, args)
+    except FAILURES as exc:
+        if config.log_level.upper() == "DEBUG":
+            traceback.print_exception(exc)
+        raise
+
+
+def _start_serving(config: HubConfig, args: argparse.Namespace) -> int:
     if config.secret is None and config.jwt_algorithm == "HS256":
-        config = config.with_values(secret=secret_beside(config.db))  # shared by all workers
+        try:
+            secret = secret_beside(config.db)  # shared by all workers
+        except OSError as exc:
+            raise secret_failed(str(secret_path(config.db)), exc) from exc
+        config = config.with_values(secret=secret)
     config.check()
     if config.workers > 1:
         from .workers import supervise
@@ -90,7 +164,10 @@ def _migrate(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         store = make_store(config, migrate=True)
-        await store.open()
+        try:
+            await store.open()
+        except StoreUnavailable as exc:
+            raise store_failed(config, exc) from exc
         try:
             version = await store.migrate()
         finally:
@@ -140,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clipwire", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the hub",
+    serve = sub.add_parser("serve", help="run the hub", usage="%(prog)s [OPTIONS]",
                            description="Run the hub: WebSocket at /ws, health at /healthz.")
     _add_settings(serve)
     serve.set_defaults(func=_serve)
@@ -179,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"clipwire: {exc}", file=sys.stderr)
         return 2
+    except FAILURES as exc:
+        print(f"clipwire: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
     except KeyboardInterrupt:
         return 130
     return result

@@ -20,6 +20,19 @@ from clipwire.protocol import DEFAULT_LIMITS, Limits
 ENV_PREFIX = "CLIPWIRE_"
 # What --webhook-events may name (besides "all"); see webhooks.py for the events of each.
 WEBHOOK_EVENT_GROUPS = ("push", "presence", "share", "messages", "reactions")
+#: Settings that take one of a few words: checked at start-up and shown by --help.
+#: Upper-case words are matched in any case (``--log-level debug``).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "jwt_algorithm": ("HS256", "RS256", "ES256"),
+    "transport": ("websockets", "picows"),
+    "dm_policy": ("friends", "everyone"),
+    "sqlite_synchronous": ("FULL", "NORMAL", "EXTRA"),
+    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    "log_format": ("text", "json"),
+}
+# Boolean environment variables: anything else is an error, never "off".
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_FALSE_WORDS = ("0", "false", "no", "off")
 
 
 def _setting(default: Any, help: str, *, secret: bool = False) -> Any:
@@ -195,13 +208,13 @@ class HubConfig:
             raise ConfigError(f"{_env('port')} (--port) must be between 0 and 65535")
         if self.hello_timeout_s <= 0:
             raise ConfigError(f"{_env('hello_timeout_s')} must be positive")
+        for name, words in CHOICES.items():
+            value = getattr(self, name)
+            if (value.upper() if words[0].isupper() else value) not in words:
+                raise ConfigError(f"{_env(name)} must be {', '.join(words[:-1])} or {words[-1]}")
         _check_transport(self)
-        if self.dm_policy not in ("friends", "everyone"):
-            raise ConfigError(f"{_env('dm_policy')} must be friends or everyone")
         if self.typing_per_s <= 0 or self.watch_ttl_s <= 0:
             raise ConfigError(f"{_env('typing_per_s')} and {_env('watch_ttl_s')} must be positive")
-        if self.jwt_algorithm not in ("HS256", "RS256", "ES256"):
-            raise ConfigError(f"{_env('jwt_algorithm')} must be HS256, RS256 or ES256")
         if self.jwt_algorithm == "HS256" and not self.secret:
             raise ConfigError(f"{_env('secret')} is required for HS256 tokens")
         if self.demo and self.jwt_algorithm != "HS256":
@@ -209,12 +222,6 @@ class HubConfig:
                               f"it needs {_env('jwt_algorithm')}=HS256")
         if self.jwt_algorithm != "HS256" and not self.jwt_public_key_file:
             raise ConfigError(f"{_env('jwt_public_key_file')} is required for {self.jwt_algorithm}")
-        if self.log_format not in ("text", "json"):
-            raise ConfigError(f"{_env('log_format')} must be text or json")
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"{_env('log_level')} must be DEBUG, INFO, WARNING or ERROR")
-        if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
-            raise ConfigError(f"{_env('sqlite_synchronous')} must be FULL, NORMAL or EXTRA")
         _check_backend_hooks(self)
         return self
 
@@ -276,8 +283,6 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
 
 
 def _check_transport(c: HubConfig) -> None:
-    if c.transport not in ("websockets", "picows"):
-        raise ConfigError(f"{_env('transport')} must be websockets or picows")
     if c.transport == "picows":
         if importlib.util.find_spec("picows") is None:
             raise ConfigError(f"{_env('transport')}=picows needs picows: pip install 'clipwire[picows]'")
@@ -322,9 +327,13 @@ def _flag(name: str) -> str:
 
 
 def _parse(name: str, default: Any, raw: str) -> Any:
+    if isinstance(default, bool):
+        word = raw.strip().lower()
+        if word not in _TRUE_WORDS + _FALSE_WORDS:
+            raise ConfigError(f"{_env(name)}={raw!r} is not a boolean: use "
+                              f"{'/'.join(_TRUE_WORDS)} for on, {'/'.join(_FALSE_WORDS)} for off")
+        return word in _TRUE_WORDS
     try:
-        if isinstance(default, bool):
-            return raw.lower() in ("1", "true", "yes", "on")
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):

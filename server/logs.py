@@ -34,5 +34,10 @@ def configure(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # websockets logs frame payloads at DEBUG: a hello would show part of its token.
-    logging.getLogger("websockets").setLevel(max(logging.INFO, root.level))
+    # websockets logs each HTTP request and connection at INFO: a health probe twice a
+    # second would write two lines each time. Those show only at DEBUG here, where the hub
+    # logs its own, and websockets' DEBUG (frame payloads: a hello shows part of its
+    # token) never does. (picows' lines are demoted in transport/picows.py; the server
+    # API's aiohttp keeps no access log.)
+    quiet = logging.INFO if root.level <= logging.DEBUG else logging.WARNING
+    logging.getLogger("websockets").setLevel(quiet)

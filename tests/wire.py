@@ -215,6 +215,8 @@ class HubProcess:
     prefix: list[str] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
     url: str = ""
+    #: Where the hub's log goes: inherited, or ``subprocess.PIPE`` to read it after ``stop``.
+    stderr: int | None = None
 
     def start(self, port: int = 0) -> None:
         if self.proc is not None and self.proc.stdout is not None:
@@ -226,7 +228,7 @@ class HubProcess:
         self.proc = subprocess.Popen(
             [*self.prefix, sys.executable, "-m", "clipwire.server", "serve", "--port", str(port),
              "--db", str(self.db)],
-            stdout=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

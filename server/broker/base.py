@@ -15,6 +15,10 @@ OnMessage = Callable[[str, bytes], None]
 OnReset = Callable[[], None]
 
 
+class BrokerUnavailable(Exception):
+    """The broker cannot be reached at start; the message says where it was looked for."""
+
+
 class Broker(Protocol):
     async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
         """Connect; from now on ``on_message(channel, data)`` is called for each arrival."""

@@ -27,7 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .base import OnMessage, OnReset
+from .base import BrokerUnavailable, OnMessage, OnReset
 
 log = logging.getLogger("clipwire.broker")
 
@@ -35,10 +35,6 @@ log = logging.getLogger("clipwire.broker")
 POOL_SIZE = 32  # connections per node for publishes and presence (pub/sub has its own)
 POOL_WAIT_S = 10.0
 KEEPALIVE_S = 5.0  # ping the pub/sub connection this often; 3 silent periods drop it
-
-
-class BrokerUnavailable(Exception):
-    """Redis cannot be reached at start; the message says where it was looked for."""
 
 
 class RedisBroker:

@@ -120,6 +120,16 @@ class StoreUnavailable(Exception):
     """The store cannot serve right now (locked, disk full, connection lost)."""
 
 
+class SchemaOutOfDate(Exception):
+    """The schema is not this hub's: older (run ``clipwire migrate``) or newer (a later release)."""
+
+
+def schema_newer(version: int, known: int) -> SchemaOutOfDate:
+    """A schema written by a later release: running on it could corrupt what that release keeps."""
+    return SchemaOutOfDate(f"the database is at schema version {version}, newer than this hub "
+                           f"knows ({known}): run the release that upgraded it, or a later one")
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
 

@@ -23,9 +23,11 @@ from .base import (
     NewMessage,
     ReactionSummary,
     Role,
+    SchemaOutOfDate,
     SocialRecord,
     StoredMessage,
     StoreUnavailable,
+    schema_newer,
 )
 
 log = logging.getLogger("clipwire.store")
@@ -112,10 +114,6 @@ _MIGRATION_LOCK = "SELECT pg_advisory_lock(hashtext('clipwire.migrate.' || curre
 _MIGRATION_UNLOCK = "SELECT pg_advisory_unlock(hashtext('clipwire.migrate.' || current_schema()))"
 
 
-class SchemaOutOfDate(Exception):
-    """The database's schema is older than this hub; run ``clipwire migrate``."""
-
-
 class PostgresStore:
     """A ``Store`` on PostgreSQL, shared by every node that points at it."""
 
@@ -136,6 +134,8 @@ class PostgresStore:
         if self.migrate_on_open:
             await self.migrate()
         version = await self.schema_version()
+        if version > len(MIGRATIONS):
+            raise schema_newer(version, len(MIGRATIONS))
         if version < len(MIGRATIONS):
             raise SchemaOutOfDate(
                 f"the database is at schema version {version}, this hub needs {len(MIGRATIONS)}: "

@@ -34,6 +34,7 @@ from .base import (
     SocialRecord,
     StoredMessage,
     StoreUnavailable,
+    schema_newer,
 )
 
 log = logging.getLogger("clipwire.store")
@@ -148,15 +149,28 @@ class SQLiteStore:
             self._lock_fd = os.open(f"{self.path}-lock", os.O_RDWR | os.O_CREAT, 0o644)
 
     async def open(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._open_lock()
-        self._writer = await self._connect()
-        await self.migrate()
-        self._reader = await self._connect()
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._open_lock()
+            self._writer = await self._connect()
+            await self.migrate()
+            self._reader = await self._connect()
+        except BaseException as exc:
+            await self.close()  # a connection left open keeps its thread, and the process, alive
+            if isinstance(exc, OSError | sqlite3.Error):
+                raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+            raise
 
     async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn = aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await conn
+        except BaseException:
+            # aiosqlite stops its thread without waiting for it; wait here, or it answers
+            # on an event loop already closed by then: a traceback as the process exits.
+            await asyncio.to_thread(conn._thread.join, 5)
+            raise
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA synchronous={self.synchronous}")
         await conn.execute("PRAGMA busy_timeout=5000")
@@ -173,6 +187,8 @@ class SQLiteStore:
                 await w.execute("BEGIN IMMEDIATE")
                 try:
                     (version,) = await self._one(w, "PRAGMA user_version")
+                    if version > len(MIGRATIONS):
+                        raise schema_newer(version, len(MIGRATIONS))
                     if version >= len(MIGRATIONS):
                         await w.execute("COMMIT")
                         return len(MIGRATIONS)
