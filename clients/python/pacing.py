@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, Protocol
 
 __all__ = ["KIND_OF", "Pacer", "TokenBucket"]
+
+log = logging.getLogger("clipwire.client")
 
 #: Request type -> the hub's rate-limit kind it spends.
 KIND_OF: Final = {"send": "send", "share": "send", "history": "history", "friend.request": "friend"}
@@ -216,5 +219,8 @@ class Pacer:
             self._on_wire[call.id] = call
             self._busy |= call.keys
             blocked_keys |= call.keys
-            await self._release(call)
+            try:
+                await self._release(call)
+            except Exception:  # a bug here must not stall every request behind it
+                log.exception("releasing a %s request failed", call.kind)
         return soonest
