@@ -76,3 +76,19 @@ async def test_a_refusal_for_the_users_limit_is_waited_out_and_repeated(
     assert "send refused for rate" in caplog.text  # the hub did refuse, and it was repeated
     assert [(m.seq, m.text) for m in sent] == [(41 + i, f"m{i}") for i in range(30)]
     assert [(m.seq, m.text) for m in got] == [(41 + i, f"m{i}") for i in range(30)]
+
+
+async def test_a_queued_send_that_is_cancelled_is_never_sent(hub_factory: HubFactory,
+                                                             sdk: SdkFactory) -> None:
+    hub = await hub_factory(**DEFAULT_RATES)
+    alice = await sdk(hub.url, "alice")
+    bob = await sdk(hub.url, "bob")
+    sends = [asyncio.create_task(alice.send_text(f"m{i}", to="bob")) for i in range(50)]
+    await asyncio.sleep(0)  # each is queued; the last ones wait for tokens
+    sends[45].cancel()
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    assert isinstance(results[45], asyncio.CancelledError)
+    kept = [f"m{i}" for i in range(50) if i != 45]
+    assert [m.text for m in results if isinstance(m, Message)] == kept
+    assert [(m.seq, m.text) for m in await messages(bob, 49)] == list(enumerate(kept, 1))
+    assert not [e for e in await quiet(bob, 0.3) if isinstance(e, Message)]
