@@ -9,6 +9,8 @@ hello with ``resume`` set to the highest contiguous seq it holds per
 conversation, and sends again every request that is safe to repeat: a ``send``
 or ``share`` goes out with the same ``cmid``, and the hub answers it with the
 first result, so the caller gets exactly one answer and one stored message.
+Requests the hub rate-limits wait in a queue and go out in call order at the
+announced rates (see :mod:`.pacing`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from .errors import (
     ClientClosed,
     ConnectFailed,
     ConnectionLost,
+    RateLimited,
     RequestFailed,
     RequestTimeout,
     TooLarge,
@@ -72,6 +75,7 @@ from .models import (
     card_from_wire,
     event_from_wire,
 )
+from .pacing import KIND_OF, Pacer
 
 __all__ = ["RECONNECT_CODES", "REPEATABLE", "Client", "TokenProvider", "connect", "new_cmid"]
 
@@ -110,6 +114,29 @@ class _Call:
     repeatable: bool
     on_ok: Callable[[dict[str, Any]], None] | None
     sent_on: int | None = None  # connection number it was written to; None: not (yet) sent
+    kind: str = ""  # the rate-limit kind it spends ("": not paced)
+    cost: int = 0
+    keys: frozenset[str] = frozenset()  # conversations it writes to, for ordering
+    # The request's timeout runs only while it is out of the pacing queue.
+    timer: asyncio.Timeout | None = None
+    left_s: float = 0.0
+    armed_at: float | None = None
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def arm(self, now: float) -> None:
+        timer = self.timer
+        if self.armed_at is None and timer is not None and not timer.expired():
+            self.armed_at = now
+            timer.reschedule(now + self.left_s)
+
+    def disarm(self, now: float) -> None:
+        timer = self.timer
+        if self.armed_at is not None and timer is not None and not timer.expired():
+            self.left_s -= now - self.armed_at
+            self.armed_at = None
+            timer.reschedule(None)
 
 
 def new_cmid() -> str:
@@ -155,6 +182,7 @@ class Client:
         max_reconnect_attempts: int | None = None,
         max_queued_events: int = 1000,
         max_buffered_messages: int = 1000,
+        max_queued_requests: int = 10_000,
         hole_grace: float = 0.25,
         new_conversation_backfill: int = 100,
         ping_interval: float | None = 20.0,
@@ -178,7 +206,7 @@ class Client:
         self.user = ""
         self.session = ""
         self.server_time = 0
-        self.limits: dict[str, int] = {}
+        self.limits: dict[str, int | float] = {}
         self.conversations: dict[str, Conversation] = {}
         self._friends = Friends()
         self.welcome: dict[str, Any] = {}
@@ -199,6 +227,7 @@ class Client:
         self._delivery = Delivery(fetch=self._fetch, is_own=self._is_own,
                                   max_queued=max_queued_events, max_buffered=max_buffered_messages,
                                   hole_grace_s=hole_grace)
+        self._pacer = Pacer(self._release_paced, max_queued_requests)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -239,6 +268,7 @@ class Client:
         if ws is not None:
             await ws.close()
         self._fail_all(self._final)
+        await self._pacer.close()
         self._delivery.end()
         await self._delivery.close()
 
@@ -550,18 +580,26 @@ class Client:
         call_id = next(self._ids)
         frame = {"t": t, "id": call_id, **{k: v for k, v in fields.items() if v is not None}}
         data = encode(frame)
-        max_bytes = self.limits.get("max_frame_bytes", 64 * 1024)
+        max_bytes = int(self.limits.get("max_frame_bytes", 64 * 1024))
         if len(data) > max_bytes:
             raise TooLarge(ErrorCode.TOO_LARGE,
                            f"the frame is {len(data)} bytes; the hub takes at most {max_bytes}", t)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
         call = _Call(call_id, t, data, future, t in REPEATABLE, on_ok)
+        self._pace(call, fields)
         self._calls[call_id] = call
         seconds = self.request_timeout if timeout is None else timeout
+        call.left_s = seconds
         try:
-            async with asyncio.timeout(seconds):
-                if self._online.is_set():
-                    await self._write(call)
+            async with asyncio.timeout(None) as timer:
+                call.timer = timer
+                if call.kind:
+                    self._pacer.enqueue(call)
+                else:
+                    call.arm(loop.time())
+                    if self._online.is_set():
+                        await self._write(call)
                 return await future
         except TimeoutError:
             if future.done() and not future.cancelled() and future.exception() is None:
@@ -569,8 +607,43 @@ class Client:
             raise RequestTimeout(t, seconds) from None
         finally:
             self._calls.pop(call_id, None)
+            if call.kind:
+                self._pacer.answered(call)
             if future.done() and not future.cancelled():
                 future.exception()  # retrieved, even if nobody waits for it any more
+
+    def _pace(self, call: _Call, fields: Mapping[str, Any]) -> None:
+        """Mark a rate-limited request for the pacing queue, or refuse it at once."""
+        kind = KIND_OF.get(call.t)
+        if kind is None:
+            return
+        keys: list[str] = []
+        if call.t in ("send", "share"):
+            for user in _listed(fields.get("to")):
+                keys.append(self._dm_key(user))
+            keys.extend(_listed(fields.get("conv")) + _listed(fields.get("convs")))
+        call.kind, call.keys = kind, frozenset(keys)
+        call.cost = max(1, len(keys)) if call.t == "share" else 1
+        burst = self._pacer.burst(kind)
+        if burst is not None and call.cost > burst:
+            raise RateLimited(ErrorCode.RATE_LIMITED, f"{call.cost} targets at once are more than "
+                              f"the hub ever accepts ({burst:g}); share in smaller parts", call.t)
+        if self._pacer.full():
+            raise RateLimited(ErrorCode.RATE_LIMITED, f"{self._pacer.max_queued} requests already "
+                              "wait for the hub's rate limits (max_queued_requests)", call.t)
+
+    def _dm_key(self, user: str) -> str:
+        """The ordering key of a DM by user: its conversation id once known."""
+        for conv in self.conversations.values():
+            if conv.peer == user:
+                return conv.conv
+        return "@" + user
+
+    async def _release_paced(self, call: Any) -> None:
+        """The pacer lets ``call`` go: its timeout runs from now."""
+        assert isinstance(call, _Call)
+        call.arm(asyncio.get_running_loop().time())
+        await self._write(call)
 
     async def _write(self, call: _Call) -> None:
         ws = self._ws
@@ -677,8 +750,8 @@ class Client:
         else:
             points = self._delivery.resume_points()
         points.sort(key=lambda p: not p[2])
-        max_entries = max(1, self.limits.get("max_map_len", 1024) - 8)
-        budget = self.limits.get("max_frame_bytes", 64 * 1024) // 2
+        max_entries = max(1, int(self.limits.get("max_map_len", 1024)) - 8)
+        budget = int(self.limits.get("max_frame_bytes", 64 * 1024)) // 2
         out: dict[str, int] = {}
         for conv, seq, _ in points:
             budget -= len(conv.encode()) + 12
@@ -694,9 +767,12 @@ class Client:
         self.session = str(frame.get("session", ""))
         self.server_time = int(frame.get("server_time", 0))
         limits = frame.get("limits")
-        self.limits = ({k: v for k, v in limits.items() if isinstance(v, int)}
+        # Sizes are integers, rates (rate_send_per_s, ...) need not be.
+        self.limits = ({k: v for k, v in limits.items()
+                        if isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)}
                        if isinstance(limits, dict) else {})
-        self._delivery.page = max(1, min(self._delivery.page, self.limits.get("max_history_limit", 100)))
+        self._delivery.page = max(1, min(self._delivery.page,
+                                         int(self.limits.get("max_history_limit", 100))))
         changed = self._friends.load(frame)
         if not initial:
             self._after_welcome.extend(changed)
@@ -786,12 +862,14 @@ class Client:
         self._conn_no += 1
         while True:
             waiting = sorted((c for c in self._calls.values()
-                              if c.sent_on is None and not c.future.done()), key=lambda c: c.id)
+                              if c.sent_on is None and not c.kind and not c.future.done()),
+                             key=lambda c: c.id)
             if not waiting:
                 break
             for call in waiting:
                 await self._write(call)
         self._online.set()
+        self._pacer.online(self.limits)  # paced requests go out from full buckets
 
     def _go_offline(self, code: int, reason: str) -> None:
         self._online.clear()
@@ -802,6 +880,7 @@ class Client:
             # messages) closes with 4009: fill holes with smaller pages from now on,
             # and do not repeat a history request that would only do it again.
             self._delivery.page = max(5, self._delivery.page // 2)
+        self._pacer.offline()  # paced requests on the wire go back to the queue
         for call in list(self._calls.values()):
             if call.sent_on is None or call.future.done():
                 continue
@@ -916,6 +995,16 @@ class Client:
         call = self._calls.get(rid) if isinstance(rid, int) else None
         if call is None or call.future.done():
             return
+        if frame["t"] == "error" and call.kind and frame.get("code") == ErrorCode.RATE_LIMITED:
+            # Over the user's limit (another device spent it) or read late: wait as told,
+            # then the same frame (the same cmid) goes out again.
+            retry = frame.get("retry_after_ms")
+            retry_s = retry / 1000 if isinstance(retry, int | float) and retry >= 0 else None
+            log.debug("%s refused for rate; again in %s s", call.t, retry_s)
+            call.disarm(asyncio.get_running_loop().time())
+            call.sent_on = None
+            self._pacer.refused(call, retry_s)
+            return
         if frame["t"] == "ok":
             result = {k: v for k, v in frame.items() if k not in ("t", "id")}
             if call.on_ok is not None:
@@ -951,6 +1040,13 @@ class Client:
         conv = self.conversations.get(conv_id)
         if conv is not None and seq > conv.last_seq:
             self.conversations[conv_id] = replace(conv, last_seq=seq)
+
+
+def _listed(value: Any) -> list[str]:
+    """A target field (one id, a list of ids, or nothing) as a list."""
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list | tuple) else []
 
 
 def _card_wire(video: VideoCard | Mapping[str, Any]) -> dict[str, Any]:
@@ -991,6 +1087,7 @@ def connect(
     max_reconnect_attempts: int | None = None,
     max_queued_events: int = 1000,
     max_buffered_messages: int = 1000,
+    max_queued_requests: int = 10_000,
     hole_grace: float = 0.25,
     new_conversation_backfill: int = 100,
     ping_interval: float | None = 20.0,
@@ -1013,7 +1110,12 @@ def connect(
     - ``resume``: ``{conv: seq}`` saved from :attr:`Client.resume_state`; messages
       after those seqs are delivered as events. Without it, events start now.
     - ``request_timeout``: default seconds for each request, waiting for a
-      reconnect included.
+      reconnect included, but not waiting for its turn under the hub's rate limits:
+      ``send``, ``share`` (one per target), ``history`` and ``friend.request`` wait
+      in one queue and go out in call order at the rates the welcome announced; a
+      ``rate_limited`` answer is waited out (``retry_after_ms``) and repeated.
+    - ``max_queued_requests``: how many such requests may wait; one more raises
+      :class:`RateLimited` at once.
     - ``max_queued_events``: bound of the event queue; ``max_buffered_messages``:
       messages held per conversation while waiting for a hole to fill;
       ``hole_grace``: seconds to wait for a missing message to arrive by itself
@@ -1025,7 +1127,8 @@ def connect(
         request_timeout=request_timeout, connect_timeout=connect_timeout,
         backoff_initial=backoff_initial, backoff_max=backoff_max,
         max_reconnect_attempts=max_reconnect_attempts, max_queued_events=max_queued_events,
-        max_buffered_messages=max_buffered_messages, hole_grace=hole_grace,
+        max_buffered_messages=max_buffered_messages, max_queued_requests=max_queued_requests,
+        hole_grace=hole_grace,
         new_conversation_backfill=new_conversation_backfill, ping_interval=ping_interval,
         ping_timeout=ping_timeout,
     ))

@@ -11,6 +11,8 @@
  * safe to repeat: a `send` or `share` goes out with the same `cmid`, and the hub
  * answers it with the first result, so the caller gets exactly one answer and one
  * stored message. Every request is validated as the hub would before it is sent.
+ * Requests the hub rate-limits wait in a queue and go out in call order at the
+ * announced rates (see `pacing.ts`).
  *
  * Only platform APIs are used (a `WebSocket` constructor, timers, `console`), so the
  * same build runs in browsers, React Native and Node >= 22 (Node 20: pass
@@ -29,6 +31,7 @@ import {
   ConnectionLost,
   RequestError,
   RequestFailed,
+  RateLimited,
   RequestTimeout,
   TooLarge,
   Unauthorized,
@@ -57,6 +60,7 @@ import {
   shareResultFromWire,
   withConversation,
 } from "./models.js";
+import { KIND_OF, Pacer } from "./pacing.js";
 import { type EventIterator, EventStream } from "./stream.js";
 import { PROTOCOL_VERSION, REQUEST_TYPES, SUBPROTOCOL, validateHello, validateRequest } from "./validate.js";
 
@@ -90,8 +94,14 @@ export interface ConnectOptions {
   reconnect?: boolean;
   /** `{conv: seq}` saved from `client.resumeState`: later messages arrive as events. */
   resume?: Readonly<Record<string, number>>;
-  /** Default time for each request, waiting for a reconnect included. Default 10000. */
+  /** Default time for each request, waiting for a reconnect included, but not waiting
+   * for its turn under the hub's rate limits: `send`, `share` (one per target),
+   * `history` and `friend.request` wait in one queue and go out in call order at the
+   * rates the welcome announced; a `rate_limited` answer is waited out
+   * (`retry_after_ms`) and repeated. Default 10000. */
   requestTimeoutMs?: number;
+  /** How many such requests may wait; one more is refused at once with RateLimited. Default 10000. */
+  maxQueuedRequests?: number;
   /** Time to open the socket and get the welcome. Default 10000. */
   connectTimeoutMs?: number;
   /** Backoff: exponential from `backoffInitialMs` (250) up to `backoffMaxMs` (10000), jittered. */
@@ -152,6 +162,12 @@ interface Call {
   onOk: ((result: Result) => void) | null;
   sentOn: number | null; // connection number it was written to; null: not (yet) sent
   done: boolean;
+  kind: string; // the rate-limit kind it spends ("": not paced)
+  cost: number;
+  keys: string[]; // conversations it writes to, for ordering
+  /** Start (or go on with) its timeout: it runs only while out of the pacing queue. */
+  arm(): void;
+  disarm(): void;
   resolve(result: Result): void;
   reject(error: unknown): void;
 }
@@ -299,6 +315,7 @@ export class Client {
   private sleeping: { timer: Timer; wake: () => void } | null = null;
   private readonly stream: EventStream;
   private readonly delivery: Delivery;
+  private readonly pacer: Pacer<Call>;
 
   constructor(url: string, options: ConnectOptions) {
     if (!hasToken(options)) throw new TypeError("give a token, a tokenProvider, or both");
@@ -325,6 +342,10 @@ export class Client {
       this.stream, (conv, first, last) => this.fetch(conv, first, last), (msg) => this.isOwn(msg),
       options.maxBufferedMessages ?? 1000, options.holeGraceMs ?? 250, this.log,
     );
+    this.pacer = new Pacer<Call>((call) => {
+      call.arm();
+      if (this.conn !== null) this.writeCall(this.conn, call);
+    }, options.maxQueuedRequests ?? 10_000);
   }
 
   // -- lifecycle -----------------------------------------------------------
@@ -370,6 +391,7 @@ export class Client {
     this.online = false;
     this.wakeOnlineWaiters();
     this.failAll(this.final);
+    this.pacer.close();
     this.delivery.stop();
     this.stream.clear();
     this.stream.end(null);
@@ -694,31 +716,81 @@ export class Client {
       if (value !== undefined && value !== null && key !== "t" && key !== "id") setKey(frame, key, value);
     }
     let data: Uint8Array;
+    let paced: Pick<Call, "kind" | "cost" | "keys">;
     try {
       data = this.checkOutgoing(frame, t);
+      paced = this.pace(t, frame);
     } catch (error) {
       return Promise.reject(error);
     }
     const ms = timeoutMs ?? this.requestTimeoutMs;
     return new Promise<Result>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (call.done) return;
-        finish();
-        reject(new RequestTimeout(t, ms));
-      }, Math.min(ms, MAX_TIMER));
+      let timer: Timer | null = null;
+      let leftMs = ms;
+      let armedAt: number | null = null;
       const finish = (): void => {
         call.done = true;
-        clearTimeout(timer);
+        if (timer !== null) clearTimeout(timer);
         this.calls.delete(id);
+        if (call.kind) this.pacer.answered(call);
       };
       const call: Call = {
-        id, t, data, repeatable: REPEATABLE.has(t), onOk, sentOn: null, done: false,
+        id, t, data, repeatable: REPEATABLE.has(t), onOk, sentOn: null, done: false, ...paced,
+        arm: () => {
+          if (call.done || armedAt !== null) return;
+          armedAt = Date.now();
+          timer = setTimeout(() => {
+            if (call.done) return;
+            finish();
+            reject(new RequestTimeout(t, ms));
+          }, Math.min(Math.max(0, leftMs), MAX_TIMER));
+        },
+        disarm: () => {
+          if (armedAt === null) return;
+          leftMs -= Date.now() - armedAt;
+          armedAt = null;
+          if (timer !== null) clearTimeout(timer);
+          timer = null;
+        },
         resolve: (result) => { finish(); resolve(result); },
         reject: (error) => { finish(); reject(error); },
       };
       this.calls.set(id, call);
-      if (this.online && this.conn !== null) this.writeCall(this.conn, call);
+      if (call.kind) {
+        this.pacer.enqueue(call);
+      } else {
+        call.arm();
+        if (this.online && this.conn !== null) this.writeCall(this.conn, call);
+      }
     });
+  }
+
+  /** The rate-limit kind, cost and ordering keys of a request; refuse it at once if it can never pass. */
+  private pace(t: string, frame: Frame): Pick<Call, "kind" | "cost" | "keys"> {
+    const kind = KIND_OF[t];
+    if (kind === undefined) return { kind: "", cost: 0, keys: [] };
+    const keys: string[] = [];
+    if (t === "send" || t === "share") {
+      for (const user of listed(frame["to"])) keys.push(this.dmKey(user));
+      keys.push(...listed(frame["conv"]), ...listed(frame["convs"]));
+    }
+    const cost = t === "share" ? Math.max(1, keys.length) : 1;
+    const burst = this.pacer.burst(kind);
+    let refusal: string | null = null;
+    if (burst !== null && cost > burst) refusal = `${cost} targets at once are more than the hub ever accepts (${burst}); share in smaller parts`;
+    else if (this.pacer.full) refusal = `${this.pacer.maxQueued} requests already wait for the hub's rate limits (maxQueuedRequests)`;
+    if (refusal !== null) {
+      const failed = new RateLimited("rate_limited", refusal, t);
+      failed.local = true;
+      throw failed;
+    }
+    return { kind, cost, keys };
+  }
+
+  /** The ordering key of a DM by user: its conversation id once known. */
+  private dmKey(user: string): string {
+    for (const conv of this.convs.values()) if (conv.peer === user) return conv.conv;
+    return `@${user}`;
   }
 
   private writeCall(conn: Connection, call: Call): void {
@@ -913,9 +985,10 @@ export class Client {
 
   private goOnline(conn: Connection): void {
     this.conn = conn;
-    const waiting = [...this.calls.values()].filter((c) => c.sentOn === null && !c.done).sort((a, b) => a.id - b.id);
+    const waiting = [...this.calls.values()].filter((c) => c.sentOn === null && !c.kind && !c.done).sort((a, b) => a.id - b.id);
     for (const call of waiting) this.writeCall(conn, call);
     this.online = true;
+    this.pacer.online(isMap(this.welcome["limits"]) ? this.welcome["limits"] : {}); // paced requests go out from full buckets
     this.wakeOnlineWaiters();
     this.startKeepalive(conn);
     this.scheduleRefresh();
@@ -930,6 +1003,7 @@ export class Client {
       // smaller pages from now on, and do not repeat a history request that would do it again.
       this.delivery.page = Math.max(5, Math.floor(this.delivery.page / 2));
     }
+    this.pacer.offline(); // paced requests on the wire go back to the queue
     for (const call of [...this.calls.values()]) {
       if (call.sentOn === null || call.done) continue;
       if (call.repeatable && !(overflow && call.t === "history")) call.sentOn = null;
@@ -1257,6 +1331,16 @@ export class Client {
     }
     const call = typeof rid === "number" ? this.calls.get(rid) : undefined;
     if (call === undefined || call.done) return;
+    if (frame.t === "error" && call.kind && frame["code"] === "rate_limited") {
+      // Over the user's limit (another device spent it) or read late: wait as told,
+      // then the same frame (the same cmid) goes out again.
+      const retry = frame["retry_after_ms"];
+      this.log.debug(`${call.t} refused for rate; again in ${String(retry)} ms`);
+      call.disarm();
+      call.sentOn = null;
+      this.pacer.refused(call, typeof retry === "number" && retry >= 0 ? retry : null);
+      return;
+    }
     if (frame.t === "ok") {
       const result: Result = {};
       for (const key of Object.keys(frame)) if (key !== "t" && key !== "id") setKey(result, key, frame[key]);
@@ -1322,6 +1406,12 @@ export class Client {
 
 function arrayOf(value: unknown): unknown[] {
   return Array.isArray(value) ? value : [];
+}
+
+/** A target field (one id, a list of ids, or nothing) as a list. */
+function listed(value: unknown): string[] {
+  if (typeof value === "string") return [value];
+  return arrayOf(value).filter((v): v is string => typeof v === "string");
 }
 
 /** Set an own property, even one named `__proto__`. */

@@ -1,4 +1,4 @@
-// clipwire-client 0.1.0 for the Clipwire demo, bundled with @msgpack/msgpack by scripts/build-demo-client (sources 5af0732416c9106b): do not edit by hand.
+// clipwire-client 0.1.0 for the Clipwire demo, bundled with @msgpack/msgpack by scripts/build-demo-client (sources e1aea724c806a562): do not edit by hand.
 var __defProp = Object.defineProperty;
 var __defNormalProp = (obj, key, value) => key in obj ? __defProp(obj, key, { enumerable: true, configurable: true, writable: true, value }) : obj[key] = value;
 var __publicField = (obj, key, value) => __defNormalProp(obj, typeof key !== "symbol" ? key + "" : key, value);
@@ -1709,6 +1709,175 @@ var Friends = class {
   }
 };
 
+// src/pacing.ts
+var KIND_OF = {
+  send: "send",
+  share: "send",
+  history: "history",
+  "friend.request": "friend"
+};
+var KINDS = ["send", "history", "friend"];
+var DEFAULT_RETRY_MS = 1e3;
+var MAX_TIMER = 2 ** 31 - 1;
+var TokenBucket = class {
+  constructor() {
+    this.burst = null;
+    this.ratePerMs = null;
+    // null: not announced; only refusals pace
+    this.cap = 0;
+    this.tokens = 0;
+    this.stamp = 0;
+    this.heldUntil = 0;
+  }
+  /** A new connection: its buckets on the hub start full, so does this one. */
+  reset(ratePerS, burst, now) {
+    if (typeof ratePerS !== "number" || typeof burst !== "number" || !(ratePerS > 0) || !(burst > 0)) {
+      this.ratePerMs = this.burst = null;
+      return;
+    }
+    this.ratePerMs = ratePerS / 1e3;
+    this.burst = burst;
+    this.cap = Math.max(1, burst - Math.max(1, burst / 10));
+    this.tokens = this.cap;
+    this.stamp = now;
+  }
+  /** Milliseconds until `cost` can be spent (0: now). */
+  waitMs(cost, now) {
+    const held = Math.max(0, this.heldUntil - now);
+    if (this.ratePerMs === null) return held;
+    this.refill(now);
+    return Math.max(held, (Math.min(cost, this.cap) - this.tokens) / this.ratePerMs);
+  }
+  take(cost, now) {
+    if (this.ratePerMs === null) return;
+    this.refill(now);
+    this.tokens -= cost;
+  }
+  /** The hub refused: spend nothing before `until`, and start again from empty. */
+  hold(until, now) {
+    this.heldUntil = Math.max(this.heldUntil, until);
+    if (this.ratePerMs === null) return;
+    this.refill(now);
+    this.tokens = Math.min(this.tokens, 0);
+  }
+  refill(now) {
+    this.tokens = Math.min(this.cap, this.tokens + (now - this.stamp) * this.ratePerMs);
+    this.stamp = now;
+  }
+};
+var Pacer = class {
+  constructor(release, maxQueued) {
+    this.release = release;
+    this.maxQueued = maxQueued;
+    this.buckets = new Map(KINDS.map((k) => [k, new TokenBucket()]));
+    this.queue = /* @__PURE__ */ new Map();
+    // released in id order: call order
+    this.onWire = /* @__PURE__ */ new Map();
+    this.busy = /* @__PURE__ */ new Set();
+    // conversations with a request on the wire
+    this.isOnline = false;
+    this.scanPending = false;
+    this.timer = null;
+  }
+  /** The announced burst of `kind` (null: not announced). */
+  burst(kind) {
+    return this.buckets.get(kind)?.burst ?? null;
+  }
+  get full() {
+    return this.queue.size >= this.maxQueued;
+  }
+  /** A welcome: buckets full at the announced rates, then release what waits. */
+  online(limits) {
+    const now = Date.now();
+    for (const [kind, bucket] of this.buckets) bucket.reset(limits[`rate_${kind}_per_s`], limits[`rate_${kind}_burst`], now);
+    this.isOnline = true;
+    this.kick();
+  }
+  /** The connection dropped: what was on the wire waits here for the next one. */
+  offline() {
+    this.isOnline = false;
+    for (const call of [...this.onWire.values()]) this.enqueue(call);
+  }
+  /** Queue `call` at its place in call order (again, after a drop or a refusal). */
+  enqueue(call) {
+    this.forget(call);
+    this.queue.set(call.id, call);
+    this.kick();
+  }
+  /** The hub answered `rate_limited`: hold the kind, then send `call` again. */
+  refused(call, retryAfterMs) {
+    const now = Date.now();
+    this.buckets.get(call.kind).hold(now + (retryAfterMs ?? DEFAULT_RETRY_MS), now);
+    this.enqueue(call);
+  }
+  /** `call` got its answer, or failed: forget it. */
+  answered(call) {
+    this.forget(call);
+    this.queue.delete(call.id);
+    this.kick();
+  }
+  close() {
+    this.isOnline = false;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.queue.clear();
+    this.onWire.clear();
+    this.busy.clear();
+  }
+  forget(call) {
+    if (this.onWire.delete(call.id)) for (const key of call.keys) this.busy.delete(key);
+  }
+  /** Scan once the current burst of calls is queued (a microtask later). */
+  kick() {
+    if (this.scanPending || !this.isOnline || this.queue.size === 0) return;
+    this.scanPending = true;
+    queueMicrotask(() => {
+      this.scanPending = false;
+      this.scan();
+    });
+  }
+  /** Send what may go now, in call order; set a timer for when more may. */
+  scan() {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    const blockedKeys = new Set(this.busy);
+    const blockedKinds = /* @__PURE__ */ new Set();
+    let soonest = null;
+    for (const call of [...this.queue.values()].sort((a, b) => a.id - b.id)) {
+      if (!this.isOnline || blockedKinds.size === KINDS.length) break;
+      if (!this.queue.has(call.id)) continue;
+      if (call.done) {
+        this.queue.delete(call.id);
+        continue;
+      }
+      if (blockedKinds.has(call.kind) || call.keys.some((key) => blockedKeys.has(key))) {
+        for (const key of call.keys) blockedKeys.add(key);
+        continue;
+      }
+      const bucket = this.buckets.get(call.kind);
+      const now = Date.now();
+      const wait = bucket.waitMs(call.cost, now);
+      if (wait > 0) {
+        blockedKinds.add(call.kind);
+        for (const key of call.keys) blockedKeys.add(key);
+        soonest = soonest === null ? wait : Math.min(soonest, wait);
+        continue;
+      }
+      bucket.take(call.cost, now);
+      this.queue.delete(call.id);
+      this.onWire.set(call.id, call);
+      for (const key of call.keys) {
+        this.busy.add(key);
+        blockedKeys.add(key);
+      }
+      this.release(call);
+    }
+    if (soonest !== null && this.isOnline) {
+      this.timer = setTimeout(() => this.scan(), Math.min(Math.ceil(soonest), MAX_TIMER));
+    }
+  }
+};
+
 // src/stream.ts
 var EventStream = class {
   constructor(capacity, onError) {
@@ -2353,7 +2522,7 @@ var INCOMING = {
   max_map_len: 1 << 20
 };
 var OWN_CMIDS_KEPT = 4096;
-var MAX_TIMER = 2 ** 31 - 1;
+var MAX_TIMER2 = 2 ** 31 - 1;
 var Connection = class {
   constructor(ws, no) {
     this.ws = ws;
@@ -2472,6 +2641,10 @@ var Client = class {
       options.holeGraceMs ?? 250,
       this.log
     );
+    this.pacer = new Pacer((call) => {
+      call.arm();
+      if (this.conn !== null) this.writeCall(this.conn, call);
+    }, options.maxQueuedRequests ?? 1e4);
   }
   // -- lifecycle -----------------------------------------------------------
   /** Connect and say hello; rejects with Unauthorized, ConnectFailed, ... */
@@ -2514,6 +2687,7 @@ var Client = class {
     this.online = false;
     this.wakeOnlineWaiters();
     this.failAll(this.final);
+    this.pacer.close();
     this.delivery.stop();
     this.stream.clear();
     this.stream.end(null);
@@ -2543,7 +2717,7 @@ var Client = class {
         timer = setTimeout(() => {
           this.onlineWaiters = this.onlineWaiters.filter((w) => w !== waiter);
           reject(new RequestTimeout("connect", timeoutMs));
-        }, Math.min(timeoutMs, MAX_TIMER));
+        }, Math.min(timeoutMs, MAX_TIMER2));
       }
     });
   }
@@ -2811,22 +2985,23 @@ var Client = class {
       if (value !== void 0 && value !== null && key !== "t" && key !== "id") setKey(frame, key, value);
     }
     let data;
+    let paced;
     try {
       data = this.checkOutgoing(frame, t);
+      paced = this.pace(t, frame);
     } catch (error) {
       return Promise.reject(error);
     }
     const ms = timeoutMs ?? this.requestTimeoutMs;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (call.done) return;
-        finish();
-        reject(new RequestTimeout(t, ms));
-      }, Math.min(ms, MAX_TIMER));
+      let timer = null;
+      let leftMs = ms;
+      let armedAt = null;
       const finish = () => {
         call.done = true;
-        clearTimeout(timer);
+        if (timer !== null) clearTimeout(timer);
         this.calls.delete(id);
+        if (call.kind) this.pacer.answered(call);
       };
       const call = {
         id,
@@ -2836,6 +3011,23 @@ var Client = class {
         onOk,
         sentOn: null,
         done: false,
+        ...paced,
+        arm: () => {
+          if (call.done || armedAt !== null) return;
+          armedAt = Date.now();
+          timer = setTimeout(() => {
+            if (call.done) return;
+            finish();
+            reject(new RequestTimeout(t, ms));
+          }, Math.min(Math.max(0, leftMs), MAX_TIMER2));
+        },
+        disarm: () => {
+          if (armedAt === null) return;
+          leftMs -= Date.now() - armedAt;
+          armedAt = null;
+          if (timer !== null) clearTimeout(timer);
+          timer = null;
+        },
         resolve: (result) => {
           finish();
           resolve(result);
@@ -2846,8 +3038,39 @@ var Client = class {
         }
       };
       this.calls.set(id, call);
-      if (this.online && this.conn !== null) this.writeCall(this.conn, call);
+      if (call.kind) {
+        this.pacer.enqueue(call);
+      } else {
+        call.arm();
+        if (this.online && this.conn !== null) this.writeCall(this.conn, call);
+      }
     });
+  }
+  /** The rate-limit kind, cost and ordering keys of a request; refuse it at once if it can never pass. */
+  pace(t, frame) {
+    const kind = KIND_OF[t];
+    if (kind === void 0) return { kind: "", cost: 0, keys: [] };
+    const keys = [];
+    if (t === "send" || t === "share") {
+      for (const user2 of listed(frame["to"])) keys.push(this.dmKey(user2));
+      keys.push(...listed(frame["conv"]), ...listed(frame["convs"]));
+    }
+    const cost = t === "share" ? Math.max(1, keys.length) : 1;
+    const burst = this.pacer.burst(kind);
+    let refusal = null;
+    if (burst !== null && cost > burst) refusal = `${cost} targets at once are more than the hub ever accepts (${burst}); share in smaller parts`;
+    else if (this.pacer.full) refusal = `${this.pacer.maxQueued} requests already wait for the hub's rate limits (maxQueuedRequests)`;
+    if (refusal !== null) {
+      const failed = new RateLimited("rate_limited", refusal, t);
+      failed.local = true;
+      throw failed;
+    }
+    return { kind, cost, keys };
+  }
+  /** The ordering key of a DM by user: its conversation id once known. */
+  dmKey(user2) {
+    for (const conv of this.convs.values()) if (conv.peer === user2) return conv.conv;
+    return `@${user2}`;
   }
   writeCall(conn, call) {
     if (call.done || conn.dead) return;
@@ -2943,7 +3166,7 @@ var Client = class {
       };
       const timer = setTimeout(() => {
         fail(new ConnectFailed(opened ? `no welcome from ${this.url} in ${this.connectTimeoutMs} ms` : `cannot connect to ${this.url}: no answer in ${this.connectTimeoutMs} ms`));
-      }, Math.min(this.connectTimeoutMs, MAX_TIMER));
+      }, Math.min(this.connectTimeoutMs, MAX_TIMER2));
       ws.onopen = () => {
         opened = true;
         this.write(conn, helloBytes);
@@ -3026,9 +3249,10 @@ var Client = class {
   }
   goOnline(conn) {
     this.conn = conn;
-    const waiting = [...this.calls.values()].filter((c) => c.sentOn === null && !c.done).sort((a, b) => a.id - b.id);
+    const waiting = [...this.calls.values()].filter((c) => c.sentOn === null && !c.kind && !c.done).sort((a, b) => a.id - b.id);
     for (const call of waiting) this.writeCall(conn, call);
     this.online = true;
+    this.pacer.online(isMap(this.welcome["limits"]) ? this.welcome["limits"] : {});
     this.wakeOnlineWaiters();
     this.startKeepalive(conn);
     this.scheduleRefresh();
@@ -3040,6 +3264,7 @@ var Client = class {
     if (overflow) {
       this.delivery.page = Math.max(5, Math.floor(this.delivery.page / 2));
     }
+    this.pacer.offline();
     for (const call of [...this.calls.values()]) {
       if (call.sentOn === null || call.done) continue;
       if (call.repeatable && !(overflow && call.t === "history")) call.sentOn = null;
@@ -3091,7 +3316,7 @@ var Client = class {
         this.sleeping = null;
         resolve();
       };
-      const timer = setTimeout(wake, Math.min(ms, MAX_TIMER));
+      const timer = setTimeout(wake, Math.min(ms, MAX_TIMER2));
       this.sleeping = { timer, wake };
     });
   }
@@ -3209,7 +3434,7 @@ var Client = class {
     if (exp === null) return;
     const serverNow = Date.now() + this.clockOffset;
     const delay = Math.max(1e3, exp * 1e3 - serverNow - this.refreshBefore);
-    this.refreshTimer = delay > MAX_TIMER ? setTimeout(() => this.scheduleRefresh(), MAX_TIMER) : setTimeout(() => void this.autoRefresh(), delay);
+    this.refreshTimer = delay > MAX_TIMER2 ? setTimeout(() => this.scheduleRefresh(), MAX_TIMER2) : setTimeout(() => void this.autoRefresh(), delay);
   }
   async autoRefresh() {
     this.refreshTimer = null;
@@ -3266,12 +3491,12 @@ var Client = class {
     this.delivery.page = Math.max(1, Math.min(this.delivery.page, this.limits.max_history_limit));
     const changed = this.friendState.load(frame);
     if (!initial) this.afterWelcome.push(...changed);
-    const listed = /* @__PURE__ */ new Map();
+    const listed2 = /* @__PURE__ */ new Map();
     for (const item of arrayOf(frame["convs"])) {
-      if (isMap(item) && typeof item["conv"] === "string") listed.set(item["conv"], conversationFromWire(item));
+      if (isMap(item) && typeof item["conv"] === "string") listed2.set(item["conv"], conversationFromWire(item));
     }
     const has = (conv) => Object.prototype.hasOwnProperty.call(resumed, conv);
-    for (const [convId, conv] of listed) {
+    for (const [convId, conv] of listed2) {
       if (initial) {
         const given = Object.prototype.hasOwnProperty.call(this.initialResume, convId) ? this.initialResume[convId] : conv.lastSeq;
         this.delivery.track(convId, Math.min(given, conv.lastSeq), conv.lastSeq, !has(convId));
@@ -3288,13 +3513,13 @@ var Client = class {
     }
     if (!initial) {
       for (const [convId, old] of this.convs) {
-        if (!listed.has(convId)) {
+        if (!listed2.has(convId)) {
           this.delivery.forget(convId);
           this.afterWelcome.push({ type: "conversation", conv: convId, conversation: old, removed: true });
         }
       }
     }
-    this.convs = listed;
+    this.convs = listed2;
   }
   // -- incoming frames -----------------------------------------------------
   dispatch(conn, frame) {
@@ -3340,6 +3565,14 @@ var Client = class {
     }
     const call = typeof rid === "number" ? this.calls.get(rid) : void 0;
     if (call === void 0 || call.done) return;
+    if (frame.t === "error" && call.kind && frame["code"] === "rate_limited") {
+      const retry = frame["retry_after_ms"];
+      this.log.debug(`${call.t} refused for rate; again in ${String(retry)} ms`);
+      call.disarm();
+      call.sentOn = null;
+      this.pacer.refused(call, typeof retry === "number" && retry >= 0 ? retry : null);
+      return;
+    }
     if (frame.t === "ok") {
       const result = {};
       for (const key of Object.keys(frame)) if (key !== "t" && key !== "id") setKey(result, key, frame[key]);
@@ -3399,6 +3632,10 @@ var Client = class {
 };
 function arrayOf(value) {
   return Array.isArray(value) ? value : [];
+}
+function listed(value) {
+  if (typeof value === "string") return [value];
+  return arrayOf(value).filter((v) => typeof v === "string");
 }
 function setKey(target, key, value) {
   if (key === "__proto__") Object.defineProperty(target, key, { value, enumerable: true, configurable: true, writable: true });
