@@ -520,10 +520,17 @@ class Hub:
             await self._check_dm(user, next((u for u in conv.members if u != user), user))
         return conv
 
+    async def may_reach(self, sender: str, recipient: str) -> bool:
+        """Whether ``sender`` may write to ``recipient`` directly or add them to a group.
+
+        No block either way, and the DM policy (or the embedding app's hook) consents.
+        """
+        return (not await self.social.graph.blocked_either(sender, recipient)
+                and await self.policy.may_dm(sender, recipient))
+
     async def _check_dm(self, sender: str, recipient: str) -> None:
         """A block either way, or the policy, refuses; both answer alike."""
-        if (await self.social.graph.blocked_either(sender, recipient)
-                or not await self.policy.may_dm(sender, recipient)):
+        if not await self.may_reach(sender, recipient):
             # The same answer as for a conversation you are not in: no enumeration of
             # who exists, who blocked you, or which conversations there are.
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
