@@ -12,7 +12,6 @@ from wire import SECRET, TRANSPORT, Bystanders, Connect, Dial, HubFactory, HubPr
 
 from clipwire.server import ClipwireServer, HubConfig
 
-
 #: What an embedding application hands ``ClipwireServer`` besides the settings.
 EMBEDDED = ("store", "policy", "broker", "resolver", "listeners")
 

@@ -305,7 +305,8 @@ async def test_a_block_either_way_refuses_like_the_policy_hook(hub_factory: HubF
         return recipient != "eve"
 
     server = await hub_factory(dm_policy="friends", policy=no_eve)
-    alice, bob, carol, dave, eve = [await dial(server.url, u) for u in ("alice", "bob", "carol", "dave", "eve")]
+    users = ("alice", "bob", "carol", "dave", "eve")
+    alice, bob, carol, dave, eve = [await dial(server.url, u) for u in users]
     await bob.ok("block", user="alice")
     await alice.ok("block", user="carol")
     await quiet(alice, bob, carol)
