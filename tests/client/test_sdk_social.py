@@ -312,3 +312,12 @@ async def test_changes_while_away_arrive_after_reconnect(hub_factory: HubFactory
     assert await next_event(bob, WatchState) == state
     assert bob.friend_requests == [FriendRequest("alice", "in")]
     assert bob.conversations[conv].watch == state
+
+
+async def test_a_group_leaves_out_whom_the_policy_refuses(hub_factory: HubFactory, sdk: SdkFactory) -> None:
+    hub = await hub_factory(dm_policy="friends")
+    alice, bob = await sdk(hub.url, "alice"), await sdk(hub.url, "bob")
+    await befriend(alice, bob)
+    conv = await alice.create_group(["bob", "carol"], "Crew")
+    assert alice.conversations[conv].members == ("alice", "bob")  # carol is no friend of alice
+    assert await alice.add_members(conv, ["carol", "dave"]) == ["carol", "dave"]
