@@ -225,11 +225,12 @@ class ServerApi:
 
     async def _group_members(self, call: Call) -> dict[str, Any]:
         (actor, body), conv = self._actor(call.body), call.path["conv"]
-        if body.get("add"):
-            await self._call(actor, {"conv": conv, "members": body["add"]}, "group.add")
+        result: dict[str, Any] = {}
+        if body.get("add"):  # ``refused``: as for a client, those the acting user may not add
+            result = await self._call(actor, {"conv": conv, "members": body["add"]}, "group.add")
         if body.get("remove"):
             await self._call(actor, {"conv": conv, "members": body["remove"]}, "group.remove")
-        return {}
+        return result
 
     @staticmethod
     def _pairs(body: dict[str, Any]) -> list[tuple[str, str]]:

@@ -106,7 +106,8 @@ class HubConfig:
         "pip install 'clipwire[picows]'; no --permessage-deflate)"
     )
     dm_policy: str = _setting(
-        "friends", "who may start a DM: friends (both are friends) or everyone (open apps, load tests)"
+        "friends", "who may start a DM, or add whom to a group: friends (both are friends) or everyone "
+        "(open apps, load tests)"
     )
     dm_policy_url: str | None = _setting(
         None, "backend URL deciding DMs instead of --dm-policy: GET with {sender} and {recipient} "

@@ -2,6 +2,13 @@
 
 Membership changes check, await the store, then update the cache; they run one
 at a time, so two of them never act on the same stale view.
+
+Being added obeys the DM policy, as in the big messengers: a user joins a group
+only if the adder may reach them directly (no block either way, and the policy
+or the embedding app's ``may_dm(adder, member)`` consents). Anyone else is left
+out and listed in the answer as ``refused``, a block looking like any other
+refusal. Otherwise a stranger could be pulled into a group, and spammed there,
+by anyone who knows their id.
 """
 
 from __future__ import annotations
@@ -42,10 +49,24 @@ class Groups:
             raise RequestError(ErrorCode.TOO_LARGE,
                                f"a group holds at most {self.hub.config.max_group_members} members")
 
+    async def _admitted(self, session: Session, users: list[str]) -> dict[str, bool]:
+        """Whether ``session``'s user may add each of ``users``; the backend (trusted) always may."""
+        if session.trusted or not users:
+            return dict.fromkeys(users, True)
+        # The adder's record is loaded once here, not by each of the checks at once.
+        await self.hub.social.graph.record(session.user)
+        verdicts = await asyncio.gather(*(self.hub.may_reach(session.user, u) for u in users))
+        return dict(zip(users, verdicts, strict=True))
+
     async def _group_create(self, session: Session, req: f.GroupCreate) -> None:
         refuse_nul(req.title, "title")
-        others = [u for u in req.members if u != session.user]
-        self._check_size(len(others) + 1)
+        wanted = [u for u in dict.fromkeys(req.members) if u != session.user]
+        # Counted before anyone is asked: the bound says nothing about who is a friend,
+        # and bounds the work of the policy.
+        self._check_size(len(wanted) + 1)
+        admitted = await self._admitted(session, wanted)
+        others = [u for u in wanted if admitted[u]]
+        refused = [u for u in wanted if not admitted[u]]
         # Members in the store's order (joined_ts, then user id), so that the member
         # lists and the owner's heir are the same before and after a reload.
         roles: dict[str, Role] = {session.user: "owner", **dict.fromkeys(others, "member")}
@@ -53,20 +74,29 @@ class Groups:
         await self.hub.store.create_group(conv.conv, req.title, session.user, others, self.hub.now_ms())
         self.hub.convs.changed(conv)
         self.hub.membership_changed(conv.conv, list(conv.members))
-        session.reply(events.ok(req.id, conv=conv.conv))
+        session.reply(events.ok(req.id, conv=conv.conv, refused=refused))
         self.hub.announce(conv, conv.members)
 
     async def _group_add(self, session: Session, req: f.GroupAdd) -> None:
+        # The policy is asked outside the lock, which serves every group of the hub: a
+        # slow backend hook must not hold up the others' membership changes.
+        conv = await self.member_group(session, req.conv)
+        wanted = [u for u in dict.fromkeys(req.members) if u not in conv.members]
+        self._check_size(len(conv.members) + len(wanted))
+        admitted = await self._admitted(session, wanted)
         async with self._membership_lock:  # check and change as one step
             conv = await self.member_group(session, req.conv)
-            new = [u for u in req.members if u not in conv.members]
-            self._check_size(len(conv.members) + len(new))
+            wanted = [u for u in dict.fromkeys(req.members) if u not in conv.members]
+            self._check_size(len(conv.members) + len(wanted))
+            # Someone who left meanwhile was not asked about yet (rare).
+            admitted.update(await self._admitted(session, [u for u in wanted if u not in admitted]))
+            new = [u for u in wanted if admitted[u]]
             if new:
                 await self.hub.store.add_members(conv.conv, new, self.hub.now_ms())
                 conv.members.update(dict.fromkeys(sorted(new), "member"))
                 self.hub.convs.changed(conv)
                 self.hub.membership_changed(conv.conv, new)
-            session.reply(events.ok(req.id))
+            session.reply(events.ok(req.id, refused=[u for u in wanted if not admitted[u]]))
             if new:
                 self.hub.announce(conv, conv.members)
 

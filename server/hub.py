@@ -520,10 +520,17 @@ class Hub:
             await self._check_dm(user, next((u for u in conv.members if u != user), user))
         return conv
 
+    async def may_reach(self, sender: str, recipient: str) -> bool:
+        """Whether ``sender`` may write to ``recipient`` directly or add them to a group.
+
+        No block either way, and the DM policy (or the embedding app's hook) consents.
+        """
+        return (not await self.social.graph.blocked_either(sender, recipient)
+                and await self.policy.may_dm(sender, recipient))
+
     async def _check_dm(self, sender: str, recipient: str) -> None:
         """A block either way, or the policy, refuses; both answer alike."""
-        if (await self.social.graph.blocked_either(sender, recipient)
-                or not await self.policy.may_dm(sender, recipient)):
+        if not await self.may_reach(sender, recipient):
             # The same answer as for a conversation you are not in: no enumeration of
             # who exists, who blocked you, or which conversations there are.
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
@@ -602,29 +609,52 @@ class Hub:
         tracker.settle(None)
 
     def _committed(self, tickets: Sequence[_Ticket], results: Sequence[Appended | None]) -> None:
-        """After a commit: answer each sender, then fan each new message out."""
+        """After a commit: answer each sender, then fan each new message out.
+
+        Each message, and its answer apart from its fan-out, stands alone: one that
+        raises is logged and counted, and the rest of the batch is still answered and
+        delivered. Otherwise their clients would wait in vain for messages that are stored.
+        """
         for ticket, result in zip(tickets, results, strict=True):
-            if result is None:
-                self._answer_error(ticket, ErrorCode.NOT_FOUND, NO_ACCESS)
-                continue
-            msg = result.message
-            conv = self.convs.peek(msg.conv)
-            if conv is None:
-                self.convs.outdated()  # a load racing this commit must not cache an old last_seq
-            elif msg.seq > conv.last_seq:
-                conv.last_seq = msg.seq
-            if ticket.share is not None:
-                ticket.share.settle(ticket.index, seq=msg.seq, ts=msg.ts)
-            elif ticket.session is not None:
-                ticket.session.reply(events.ok(ticket.request_id, conv=msg.conv, seq=msg.seq,
-                                               ts=msg.ts))
-            if not result.duplicate:
-                self._fan_out(msg, conv, ticket.session)
-                if self.listeners:
-                    self.emit("message.created", {
-                        **msg.to_wire(), "members": list(conv.members) if conv else [],
-                        "share": ticket.share is not None})
-                self.metrics.delivery.observe(time.perf_counter() - ticket.received)
+            try:  # answered first: a fan-out that raises cannot take the ok with it
+                self._answer_committed(ticket, result)
+            except Exception:
+                self._after_commit_failed("answer", ticket)
+            if result is not None and not result.duplicate:
+                try:
+                    self._publish_committed(ticket, result.message)
+                except Exception:
+                    self._after_commit_failed("fan-out", ticket)
+
+    def _answer_committed(self, ticket: _Ticket, result: Appended | None) -> None:
+        if result is None:
+            self._answer_error(ticket, ErrorCode.NOT_FOUND, NO_ACCESS)
+            return
+        msg = result.message
+        conv = self.convs.peek(msg.conv)
+        if conv is None:
+            self.convs.outdated()  # a load racing this commit must not cache an old last_seq
+        elif msg.seq > conv.last_seq:
+            conv.last_seq = msg.seq
+        if ticket.share is not None:
+            ticket.share.settle(ticket.index, seq=msg.seq, ts=msg.ts)
+        elif ticket.session is not None:
+            ticket.session.reply(events.ok(ticket.request_id, conv=msg.conv, seq=msg.seq, ts=msg.ts))
+
+    def _publish_committed(self, ticket: _Ticket, msg: StoredMessage) -> None:
+        conv = self.convs.peek(msg.conv)
+        self._fan_out(msg, conv, ticket.session)
+        if self.listeners:
+            self.emit("message.created", {
+                **msg.to_wire(), "members": list(conv.members) if conv else [],
+                "share": ticket.share is not None})
+        self.metrics.delivery.observe(time.perf_counter() - ticket.received)
+
+    def _after_commit_failed(self, step: str, ticket: _Ticket) -> None:
+        session = ticket.session.id if ticket.session is not None else "-"
+        log.exception("%s: the %s of a message after its commit failed; the rest of the batch goes on",
+                      session, step)
+        self.metrics.after_commit_failures.inc()
 
     def _fan_out(self, msg: StoredMessage, conv: Conversation | None, origin: Session | None) -> None:
         if conv is not None:
@@ -635,7 +665,7 @@ class Hub:
             loaded = await self.convs.get(msg.conv)
             if loaded is not None:
                 self._deliver_message(msg, loaded.members, origin)
-        asyncio.get_running_loop().create_task(later())
+        self.spawn(later())  # held until done, and a failure is logged
 
     def _deliver_message(self, msg: StoredMessage, members: Any, origin: Session | None) -> None:
         """One encode for everyone; members who block the sender get the body-less stub."""
@@ -653,7 +683,10 @@ class Hub:
 
     def _failed(self, tickets: Sequence[_Ticket], exc: Exception) -> None:
         for ticket in tickets:
-            self._answer_error(ticket, ErrorCode.UNAVAILABLE, NOT_STORED)
+            try:
+                self._answer_error(ticket, ErrorCode.UNAVAILABLE, NOT_STORED)
+            except Exception:
+                self._after_commit_failed("answer", ticket)
 
     @staticmethod
     def _answer_error(ticket: _Ticket, code: ErrorCode, message: str) -> None:

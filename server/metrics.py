@@ -41,6 +41,10 @@ class HubMetrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.pending = Gauge("clipwire_commit_pending", "Messages waiting for the store",
                              registry=r)
+        self.after_commit_failures = Counter(
+            "clipwire_after_commit_failures",
+            "Messages of a group commit whose answer or fan-out raised (logged; the rest of "
+            "the batch was still served)", registry=r)
         self.api_requests = Counter("clipwire_api_requests",
                                     "Server API calls, by route template and HTTP status",
                                     ["endpoint", "status"], registry=r)

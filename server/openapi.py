@@ -33,6 +33,8 @@ _CARD = _object({"id": _ID, "url": {"type": "string", "format": "uri"},
                  "at_ms": {"type": "integer", "minimum": 0}}, ("id", "url"))
 _AS = {"description": "act as this user (same rules as a client); omitted: the system user, "
                       "which is not held to membership, the DM policy or blocks", **_ID}
+_REFUSED = {"description": "members not added: the acting user may not reach them (the DM policy, "
+                           "or a block either way)", "type": "array", "items": _ID}
 _ERROR = {"description": "refused", "content": {"application/json": {"schema": {
     "type": "object", "properties": {"error": {"type": "string"}, "message": {"type": "string"}}}}}}
 _PAIRS = {"type": "array", "maxItems": MAX_PAIRS,
@@ -90,11 +92,11 @@ def document() -> dict[str, Any]:
                 {"type": "object", "properties": {"results": {"type": "array"}}})},
             "/v1/groups": {"post": _op("group_create", "Create a group", _object({
                 "as": _AS, "title": {"type": "string"}, "members": {"type": "array", "items": _ID}}),
-                {"type": "object", "properties": {"conv": _ID}})},
+                {"type": "object", "properties": {"conv": _ID, "refused": _REFUSED}})},
             "/v1/groups/{conv}/members": {"post": _op("group_members", "Add and remove members",
                 _object({"as": _AS, "add": {"type": "array", "items": _ID},
                          "remove": {"type": "array", "items": _ID}}),
-                {"type": "object"}, [_path_param("conv")])},
+                {"type": "object", "properties": {"refused": _REFUSED}}, [_path_param("conv")])},
             "/v1/friendships": {"put": _op(
                 "friendships", "Set friendships in bulk (mirror the app's graph)",
                 _object({"pairs": _PAIRS, "state": {"enum": ["friends", "none"]}},

@@ -12,13 +12,18 @@ from wire import SECRET, TRANSPORT, Bystanders, Connect, Dial, HubFactory, HubPr
 
 from clipwire.server import ClipwireServer, HubConfig
 
+#: What an embedding application hands ``ClipwireServer`` besides the settings.
+EMBEDDED = ("store", "policy", "broker", "resolver", "listeners")
+
 
 @pytest.fixture
 async def hub_factory(tmp_path: Path) -> AsyncIterator[HubFactory]:
-    """Start hubs with custom settings; each is closed at the end of the test."""
+    """Start hubs with custom settings, and the parts of ``EMBEDDED`` an embedding app
+    passes (``policy=``, ``broker=`` ...); each hub is closed at the end of the test."""
     started: list[ClipwireServer] = []
 
     async def start(**settings: Any) -> ClipwireServer:
+        parts = {name: settings.pop(name) for name in EMBEDDED if name in settings}
         # Open DMs unless a test asks for the friends policy: most tests are about
         # messaging, and tests/server/test_social*.py cover the policy itself.
         # Rate limits high enough for tests that send in bulk; tests/server/test_rate_limits.py
@@ -28,7 +33,7 @@ async def hub_factory(tmp_path: Path) -> AsyncIterator[HubFactory]:
                                   "rate_history_per_s": 100_000.0, "rate_friend_per_s": 100_000.0,
                                   "transport": TRANSPORT}
         values.update(settings)
-        server = ClipwireServer(HubConfig(**values))
+        server = ClipwireServer(HubConfig(**values), **parts)
         await server.start()
         started.append(server)
         return server

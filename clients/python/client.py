@@ -434,9 +434,11 @@ class Client:
 
         def created(result: dict[str, Any]) -> None:
             conv_id = str(result["conv"])
+            refused = set(result.get("refused", ()))  # the hub's policy left them out
             if conv_id not in self.conversations:
+                members = (self.user, *(m for m in others if m not in refused))
                 self.conversations[conv_id] = Conversation(
-                    conv_id, "group", title=title, members=(self.user, *others), owner=self.user)
+                    conv_id, "group", title=title, members=members, owner=self.user)
             if not self._delivery.knows(conv_id):
                 self._delivery.track(conv_id, 0, 0, urgent=False)
 
@@ -445,8 +447,12 @@ class Client:
         return str(result["conv"])
 
     async def add_members(self, conv: str, members: Iterable[str], *,
-                          timeout: float | None = None) -> None:
-        await self._call("group.add", {"conv": conv, "members": list(members)}, timeout=timeout)
+                          timeout: float | None = None) -> list[str]:
+        """Add members to a group; return those the hub refused (not your friends, under
+        its default policy). ``create_group`` leaves them out of the group alike."""
+        result = await self._call("group.add", {"conv": conv, "members": list(members)},
+                                  timeout=timeout)
+        return [str(u) for u in result.get("refused", ())]
 
     async def remove_members(self, conv: str, members: Iterable[str], *,
                              timeout: float | None = None) -> None:

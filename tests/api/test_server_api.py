@@ -262,3 +262,17 @@ async def test_api_calls_have_their_own_metrics(api: tuple[ClipwireServer, Backe
     # Not counted as WebSocket frames, nor as their error replies.
     assert not {key: value for key, value in samples.items()
                 if key[0] in ("clipwire_frames_in_total", "clipwire_errors_total") and value}
+
+
+async def test_groups_as_a_user_obey_the_dm_policy_and_the_system_does_not(
+    api: tuple[ClipwireServer, Backend]
+) -> None:
+    _, backend = api
+    made = await backend.ok("POST", "/v1/groups", {"as": "ivy", "members": ["jon"], "title": "t"})
+    assert made["refused"] == ["jon"]  # not friends, as for a client
+    added = await backend.ok("POST", f"/v1/groups/{made['conv']}/members", {"as": "ivy", "add": ["jon"]})
+    assert added == {"refused": ["jon"]}
+    trusted = await backend.ok("POST", "/v1/groups", {"members": ["ivy", "jon"], "title": "s"})
+    assert trusted["refused"] == []
+    assert await backend.ok("POST", f"/v1/groups/{trusted['conv']}/members", {"add": ["kim"]}) == {
+        "refused": []}

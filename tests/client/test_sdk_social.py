@@ -262,6 +262,8 @@ async def test_block_hides_and_refuses(hub_factory: HubFactory, sdk: SdkFactory)
     alice = await sdk(hub.url, "alice")
     bob = await sdk(hub.url, "bob")
     carol = await sdk(hub.url, "carol")
+    for other in (alice, bob):  # carol may add only her friends to her group
+        await befriend(carol, other)
     await befriend(alice, bob)
     dm = (await alice.send_text("hi", to="bob")).conv
     group = await carol.create_group(["alice", "bob"], "Crew")
@@ -271,7 +273,7 @@ async def test_block_hides_and_refuses(hub_factory: HubFactory, sdk: SdkFactory)
     assert await next_event(alice, Presence) == Presence("bob", False, None)
     assert await next_event(bob, Presence, where=lambda e: not e.online) == Presence(
         "alice", False, None)
-    assert alice.friends == {} and bob.friends == {}
+    assert list(alice.friends) == list(bob.friends) == ["carol"]
     with pytest.raises(Forbidden):
         await bob.send_text("why?", conv=dm)
     with pytest.raises(Forbidden):
@@ -293,7 +295,7 @@ async def test_block_hides_and_refuses(hub_factory: HubFactory, sdk: SdkFactory)
 
 async def test_changes_while_away_arrive_after_reconnect(hub_factory: HubFactory, sdk: SdkFactory,
                                                          proxy_factory: ProxyFactory) -> None:
-    hub = await hub_factory(dm_policy="friends")
+    hub = await hub_factory(dm_policy="everyone")  # strangers in a group, so a friend request is news
     proxy = await proxy_factory(hub.port)
     bob = await sdk(proxy.url, "bob")
     alice = await sdk(hub.url, "alice")
@@ -310,3 +312,12 @@ async def test_changes_while_away_arrive_after_reconnect(hub_factory: HubFactory
     assert await next_event(bob, WatchState) == state
     assert bob.friend_requests == [FriendRequest("alice", "in")]
     assert bob.conversations[conv].watch == state
+
+
+async def test_a_group_leaves_out_whom_the_policy_refuses(hub_factory: HubFactory, sdk: SdkFactory) -> None:
+    hub = await hub_factory(dm_policy="friends")
+    alice, bob = await sdk(hub.url, "alice"), await sdk(hub.url, "bob")
+    await befriend(alice, bob)
+    conv = await alice.create_group(["bob", "carol"], "Crew")
+    assert alice.conversations[conv].members == ("alice", "bob")  # carol is no friend of alice
+    assert await alice.add_members(conv, ["carol", "dave"]) == ["carol", "dave"]

@@ -66,7 +66,10 @@ async def befriend(a: RawClient, b: RawClient) -> None:
 
 
 async def group(owner: RawClient, *members: str, title: str = "crew") -> str:
-    conv: str = (await owner.ok("group.create", members=list(members), title=title))["conv"]
+    """A group of ``owner`` and every one of ``members`` (the policy must admit them all)."""
+    reply = await owner.ok("group.create", members=list(members), title=title)
+    assert reply["refused"] == [], f"not added to the group: {reply['refused']}"
+    conv: str = reply["conv"]
     return conv
 
 

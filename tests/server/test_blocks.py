@@ -116,10 +116,10 @@ async def test_blocks_are_stored(hub_factory: HubFactory, dial: Dial) -> None:
 async def test_a_block_hides_presence_both_ways(hub_factory: HubFactory, dial: Dial) -> None:
     _, join = await social_hub(hub_factory, dial)
     alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
-    await group(carol, "alice", "bob")  # sharing a group would make presence visible on request
     await befriend(alice, bob)
     await befriend(carol, alice)
     await befriend(carol, bob)
+    await group(carol, "alice", "bob")  # sharing a group would make presence visible on request
     await bob.ok("block", user="alice")
     await quiet(alice, bob, carol)
 
@@ -147,7 +147,7 @@ async def test_a_block_hides_presence_both_ways(hub_factory: HubFactory, dial: D
 
 
 async def test_a_block_hides_typing_both_ways(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
     conv = await group(alice, "bob", "carol")
     await bob.ok("block", user="alice")
@@ -174,7 +174,7 @@ async def _blocked_group(join: Any) -> tuple[RawClient, RawClient, RawClient, Ra
 async def test_group_messages_from_a_blocked_user_reach_the_blocker_as_stubs(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob, bob_2, carol, conv = await _blocked_group(join)
 
     card = video_card("clip", duration_ms=10_000)
@@ -214,7 +214,7 @@ async def test_group_messages_from_a_blocked_user_reach_the_blocker_as_stubs(
 async def test_resume_gives_the_blocker_stubs_and_unblock_reveals_everything(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob, bob_2, carol, conv = await _blocked_group(join)
     await bob.close()
     await bob_2.close()
@@ -240,7 +240,7 @@ async def test_resume_gives_the_blocker_stubs_and_unblock_reveals_everything(
 async def test_reactions_from_a_blocked_user_do_not_reach_the_blocker(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob, bob_2, carol, conv = await _blocked_group(join)
     await carol.ok("send", conv=conv, cmid="c1", text="react to me")
     await alice.ok("react", conv=conv, seq=1, emoji="🔥", on=True)
@@ -255,7 +255,7 @@ async def test_reactions_from_a_blocked_user_do_not_reach_the_blocker(
 
 
 async def test_a_block_ends_what_a_watcher_hears(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, carol, dave = await join("alice"), await join("carol"), await join("dave")
     await group(carol, "alice", "dave")
     await befriend(carol, dave)

@@ -218,9 +218,8 @@ async def test_friends_policy_refuses_a_non_friend_dm_and_creates_nothing(
     share = await alice.ok("share", cmid="s2", to=["bob"], video={"id": "v", "url": "https://v.example/v"})
     assert share["results"] == [{"to": "bob", "error": "forbidden"}]
     assert (await join("bob")).welcome["convs"] == []
-    # Groups are not DMs: the policy does not stand between members.
-    conv = (await alice.ok("group.create", members=["bob"], title="g"))["conv"]
-    await alice.ok("send", conv=conv, cmid="g1", text="in a group")
+    # Nor does a group get round it: bob is left out of alice's group (tests/server/test_groups.py).
+    assert (await alice.ok("group.create", members=["bob"], title="g"))["refused"] == ["bob"]
     assert server.config.dm_policy == "friends"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from socialhelp import befriend, error_code, queued_of, quiet, settle, social_hub
 from wire import Connect, Dial, HubFactory, RawClient
 
 from clipwire.server import ClipwireServer
@@ -25,7 +26,8 @@ async def test_create_announces_the_group_to_every_members_devices(
     bob, carol, dave = await connect("bob"), await connect("carol"), await connect("dave")
     reply = await alice.ok("group.create", members=["bob", "carol", "alice", "bob"], title="Trip")
     conv = reply["conv"]
-    assert conv.startswith("g:") and set(reply) == {"t", "id", "conv"}
+    assert conv.startswith("g:") and set(reply) == {"t", "id", "conv", "refused"}
+    assert reply["refused"] == []  # the default policy of these tests: everyone
     for device in (alice, alice_laptop, bob, carol):
         event = await device.event("conv")
         assert members_of(event) == ["alice", "bob", "carol"]
@@ -53,7 +55,8 @@ async def test_add_by_any_member_announces_to_old_and_new(hub: ClipwireServer, c
         await client.event("conv")
     await bob.event("msg")
 
-    assert set(await bob.ok("group.add", conv=conv, members=["carol", "bob"])) == {"t", "id"}
+    added = await bob.ok("group.add", conv=conv, members=["carol", "bob"])
+    assert (set(added), added["refused"]) == ({"t", "id", "refused"}, [])
     for client in (alice, bob, carol):
         event = await client.event("conv", conv=conv)
         assert members_of(event) == ["alice", "bob", "carol"]
@@ -248,3 +251,84 @@ async def test_member_order_and_the_owners_heir_survive_a_restart(
     heir_after = (await zed.event("conv", conv=convs[1]))["owner"]
     # The three joined together; whichever the hub picks, it picks the same one.
     assert heir_before == heir_after
+
+
+# -- who may be added: the DM policy and blocks --------------------------------
+# Only users the adder may reach directly join a group; the others are listed as
+# ``refused``, a block looking exactly like any other refusal.
+
+
+async def test_under_friends_only_the_adders_friends_are_added(hub_factory: HubFactory, dial: Dial) -> None:
+    _, join = await social_hub(hub_factory, dial)
+    alice, bob, carol, dave = [await join(u) for u in ("alice", "bob", "carol", "dave")]
+    await befriend(alice, bob)
+    await befriend(bob, dave)
+
+    reply = await alice.ok("group.create", members=["bob", "carol"], title="crew")
+    conv = reply["conv"]
+    assert reply["refused"] == ["carol"]
+    for client in (alice, bob):
+        assert members_of(await client.event("conv", conv=conv)) == ["alice", "bob"]
+    assert error_code(await carol.call("history", conv=conv)) == "forbidden"
+
+    # Asking again changes nothing; bob may add his friend dave, whom alice does not know.
+    assert (await alice.ok("group.add", conv=conv, members=["carol"]))["refused"] == ["carol"]
+    assert (await bob.ok("group.add", conv=conv, members=["dave", "carol"]))["refused"] == ["carol"]
+    assert members_of(await dave.event("conv", conv=conv)) == ["alice", "bob", "dave"]
+    await settle(carol)
+    assert queued_of(carol, "conv") == []
+
+    # Once friends with alice, carol can be added by her.
+    await befriend(alice, carol)
+    assert (await alice.ok("group.add", conv=conv, members=["carol"]))["refused"] == []
+    assert members_of(await carol.event("conv", conv=conv)) == ["alice", "bob", "carol", "dave"]
+
+
+async def test_a_group_of_refused_members_is_created_with_the_creator_alone(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    _, join = await social_hub(hub_factory, dial)
+    alice, bob = await join("alice"), await join("bob")
+    reply = await alice.ok("group.create", members=["bob", "erin"], title="lonely")
+    assert reply["refused"] == ["bob", "erin"]
+    event = await alice.event("conv", conv=reply["conv"])
+    assert (event["members"], event["owner"]) == (["alice"], "alice")
+    await settle(bob)
+    assert queued_of(bob, "conv") == []
+
+
+async def test_a_block_either_way_refuses_like_the_policy_hook(hub_factory: HubFactory, dial: Dial) -> None:
+    asked: list[tuple[str, str]] = []
+
+    async def no_eve(sender: str, recipient: str) -> bool:
+        asked.append((sender, recipient))
+        return recipient != "eve"
+
+    server = await hub_factory(dm_policy="friends", policy=no_eve)
+    users = ("alice", "bob", "carol", "dave", "eve")
+    alice, bob, carol, dave, eve = [await dial(server.url, u) for u in users]
+    await bob.ok("block", user="alice")
+    await alice.ok("block", user="carol")
+    await quiet(alice, bob, carol)
+
+    # The hook, not friendship, decides (nobody here is friends); a block refuses what it allows.
+    reply = await alice.call("group.create", members=["bob", "carol", "dave", "eve"], title="t")
+    assert {k: v for k, v in reply.items() if k != "conv"} == {
+        "t": "ok", "id": reply["id"], "refused": ["bob", "carol", "eve"]}
+    assert ("alice", "dave") in asked and ("alice", "eve") in asked
+    assert members_of(await dave.event("conv", conv=reply["conv"])) == ["alice", "dave"]
+    add = await dave.ok("group.add", conv=reply["conv"], members=["bob", "eve"])
+    assert add["refused"] == ["eve"]  # dave is not blocked by bob
+    await bob.event("conv", conv=reply["conv"])
+    await settle(carol, eve)
+    assert queued_of(carol, "conv") == queued_of(eve, "conv") == []
+
+
+async def test_under_everyone_anyone_unblocked_is_added(hub_factory: HubFactory, dial: Dial) -> None:
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
+    alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
+    await carol.ok("block", user="alice")
+    reply = await alice.ok("group.create", members=["bob", "carol", "bob"], title="open")
+    assert reply["refused"] == ["carol"]
+    assert members_of(await bob.event("conv", conv=reply["conv"])) == ["alice", "bob"]
+    assert (await alice.ok("group.add", conv=reply["conv"], members=["dave"]))["refused"] == []

@@ -105,7 +105,7 @@ async def test_a_friend_who_also_watches_hears_once(hub_factory: HubFactory, dia
 async def test_presence_request_shows_only_what_the_asker_may_see(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
     dave, eve = await join("dave"), await join("eve")
     await befriend(alice, bob)
@@ -157,7 +157,7 @@ async def test_strangers_hear_nothing_of_a_user(hub_factory: HubFactory, dial: D
 
 
 async def test_a_connection_watches_at_most_500_users(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice = await join("alice")
     first, second = [f"u{n}" for n in range(300)], [f"v{n}" for n in range(201)]
     await group(alice, *first)  # sharing a group makes them visible, so watched

@@ -31,7 +31,7 @@ async def _reactions(client: RawClient, conv: str) -> dict[int, list[dict[str, A
 async def test_a_reaction_reaches_every_member_but_the_reacting_connection(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, alice_2, bob, carol, conv = await _setup(join)
 
     assert set(await bob.ok("react", conv=conv, seq=1, emoji="👍", on=True)) == {"t", "id"}
@@ -53,7 +53,7 @@ async def test_a_reaction_reaches_every_member_but_the_reacting_connection(
 
 
 async def test_history_sums_reactions_up_per_viewer(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, _, bob, carol, conv = await _setup(join)
     await bob.ok("react", conv=conv, seq=1, emoji="👍", on=True)
     await carol.ok("react", conv=conv, seq=1, emoji="👍", on=True)
@@ -79,7 +79,7 @@ async def test_history_sums_reactions_up_per_viewer(hub_factory: HubFactory, dia
 
 
 async def test_toggling_off_and_repeating_a_reaction(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, _, bob, carol, conv = await _setup(join)
     await bob.ok("react", conv=conv, seq=1, emoji="👍", on=True)
     await alice.event("reaction", on=True)
@@ -102,7 +102,7 @@ async def test_toggling_off_and_repeating_a_reaction(hub_factory: HubFactory, di
 async def test_reacting_again_at_another_moment_moves_the_reaction(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, _, bob, _, conv = await _setup(join)
     await bob.ok("react", conv=conv, seq=2, emoji="😮", on=True, at_ms=1_000)
     await alice.event("reaction", at_ms=1_000)
@@ -116,7 +116,7 @@ async def test_reacting_again_at_another_moment_moves_the_reaction(
 
 
 async def test_moments_are_at_most_twenty(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, alice_2, bob, carol, conv = await _setup(join)
     await alice.ok("group.add", conv=conv, members=[f"fan{n}" for n in range(25)])
     for n in range(25):
@@ -130,7 +130,7 @@ async def test_moments_are_at_most_twenty(hub_factory: HubFactory, dial: Dial) -
 
 
 async def test_a_moment_needs_a_video_share_and_lies_within_it(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, _, bob, _, conv = await _setup(join)
     for seq, at_ms in ((1, 10), (2, 30_001)):
         reply = await bob.call("react", conv=conv, seq=seq, emoji="👍", on=True, at_ms=at_ms)
@@ -144,7 +144,7 @@ async def test_a_moment_needs_a_video_share_and_lies_within_it(hub_factory: HubF
 
 
 async def test_non_members_and_missing_messages(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, _, bob, _, conv = await _setup(join)
     mallory = await join("mallory")
     for reply in (await mallory.call("react", conv=conv, seq=1, emoji="👍", on=True),

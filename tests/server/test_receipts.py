@@ -21,7 +21,7 @@ def listed(client: RawClient, conv: str) -> dict[str, Any]:
 async def test_read_is_stored_and_told_to_members_and_the_readers_other_devices(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob, bob_laptop, carol, dave = [await join(u) for u in ("alice", "bob", "bob", "carol", "dave")]
     conv = await group(alice, "bob", "carol")
     await _send(alice, conv, "one", "two", "three")
@@ -40,7 +40,7 @@ async def test_read_is_stored_and_told_to_members_and_the_readers_other_devices(
 
 
 async def test_read_never_moves_backwards(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob = await join("alice"), await join("bob")
     conv = await group(alice, "bob")
     await _send(alice, conv, "1", "2", "3", "4")
@@ -61,7 +61,7 @@ async def test_read_never_moves_backwards(hub_factory: HubFactory, dial: Dial) -
 async def test_read_is_refused_to_non_members_and_beyond_the_newest(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob, mallory = await join("alice"), await join("bob"), await join("mallory")
     conv = await group(alice, "bob")
     await _send(alice, conv, "1", "2")
@@ -108,13 +108,13 @@ async def test_unread_counts_exclude_the_users_own_messages(hub_factory: HubFact
 
 
 async def test_read_markers_survive_a_restart(hub_factory: HubFactory, dial: Dial) -> None:
-    first, join = await social_hub(hub_factory, dial)
+    first, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob = await join("alice"), await join("bob")
     conv = await group(alice, "bob")
     await _send(alice, conv, "1", "2", "3")
     await bob.ok("read", conv=conv, seq=2)
     await first.close()
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     bob = await join("bob")
     assert (listed(bob, conv)["read_seq"], listed(bob, conv)["unread"]) == (2, 1)
     assert (await bob.ok("read", conv=conv, seq=1))["read_seq"] == 2

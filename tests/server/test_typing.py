@@ -9,7 +9,7 @@ from wire import Dial, HubFactory
 
 
 async def test_typing_reaches_the_other_members_devices_only(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, alice_laptop = await join("alice"), await join("alice")
     bob, bob_laptop, carol, dave = [await join(u) for u in ("bob", "bob", "carol", "dave")]
     conv = await group(alice, "bob", "carol")
@@ -33,7 +33,7 @@ async def test_typing_in_a_dm(hub_factory: HubFactory, dial: Dial) -> None:
 
 
 async def test_typing_is_never_stored(hub_factory: HubFactory, dial: Dial) -> None:
-    server, join = await social_hub(hub_factory, dial)
+    server, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob = await join("alice"), await join("bob")
     conv = await group(alice, "bob")
     await alice.ok("send", conv=conv, cmid="c1", text="only this is stored")
@@ -43,7 +43,7 @@ async def test_typing_is_never_stored(hub_factory: HubFactory, dial: Dial) -> No
     [listed] = (await join("bob", resume={conv: 0})).welcome["convs"]
     assert (listed["last_seq"], listed["unread"]) == (1, 1)
     await server.close()
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     bob = await join("bob", resume={conv: 0})
     assert (await bob.event("msg"))["seq"] == 1
     await settle(bob)
@@ -52,7 +52,7 @@ async def test_typing_is_never_stored(hub_factory: HubFactory, dial: Dial) -> No
 
 async def test_typing_is_rate_limited_per_connection_silently(hub_factory: HubFactory, dial: Dial) -> None:
     # A user's limit far above a connection's, so that only the connection's is seen here.
-    _, join = await social_hub(hub_factory, dial, rate_user_scale=10.0)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone", rate_user_scale=10.0)
     alice, alice_laptop, bob = await join("alice"), await join("alice"), await join("bob")
     conv = await group(alice, "bob")
     await quiet(alice, alice_laptop, bob)
@@ -78,7 +78,7 @@ async def test_typing_is_rate_limited_per_user_across_devices_silently(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
     # A user's devices together: twice a connection's rate and burst (1 a second, burst 3).
-    _, join = await social_hub(hub_factory, dial, typing_per_s=1.0, rate_user_scale=2.0)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone", typing_per_s=1.0, rate_user_scale=2.0)
     phone, laptop, tablet = [await join("alice") for _ in range(3)]
     bob = await join("bob")
     conv = await group(phone, "bob")
@@ -101,7 +101,7 @@ async def test_typing_is_rate_limited_per_user_across_devices_silently(
 async def test_typing_from_non_members_and_malformed_typing_is_dropped(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob, mallory = await join("alice"), await join("bob"), await join("mallory")
     conv = await group(alice, "bob")
     await quiet(alice, bob, mallory)

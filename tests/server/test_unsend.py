@@ -29,7 +29,7 @@ def tombstone(conv: str, seq: int, sent: dict[str, Any], kind: str, cmid: str) -
 
 
 async def test_unsend_tells_every_member_and_leaves_a_tombstone(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, alice_2, bob, carol, conv, sent = await _three(join)
     await bob.ok("react", conv=conv, seq=2, emoji="👍", on=True)
 
@@ -49,7 +49,7 @@ async def test_unsend_tells_every_member_and_leaves_a_tombstone(hub_factory: Hub
 
 
 async def test_resume_shows_the_tombstone(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, _, _, _, conv, sent = await _three(join)
     await alice.ok("unsend", conv=conv, seq=3)
     dave = await join("bob", resume={conv: 1})
@@ -59,7 +59,7 @@ async def test_resume_shows_the_tombstone(hub_factory: HubFactory, dial: Dial) -
 
 
 async def test_the_body_is_gone_from_the_store(hub_factory: HubFactory, dial: Dial) -> None:
-    server, join = await social_hub(hub_factory, dial)
+    server, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, _, bob, _, conv, _ = await _three(join)
     for seq in (1, 2, 3):
         await bob.ok("react", conv=conv, seq=seq, emoji="🔥", on=True, **({"at_ms": 100} if seq == 3 else {}))
@@ -84,7 +84,7 @@ async def test_the_body_is_gone_from_the_store(hub_factory: HubFactory, dial: Di
 
 
 async def test_only_the_sender_unsends(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, alice_2, bob, carol, conv, _ = await _three(join)
     mallory = await join("mallory")
     reply = await bob.call("unsend", conv=conv, seq=1)
@@ -104,7 +104,7 @@ async def test_only_the_sender_unsends(hub_factory: HubFactory, dial: Dial) -> N
 async def test_unsend_twice_is_a_quiet_ok_and_an_unsent_message_takes_no_reactions(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, _, bob, carol, conv, _ = await _three(join)
     await alice.ok("unsend", conv=conv, seq=1)
     await carol.event("unsent")

@@ -19,7 +19,7 @@ def watch_of(client: RawClient, conv: str) -> dict[str, Any] | None:
 async def test_watch_is_told_to_members_but_the_requesting_connection(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, alice_tv, bob, dave = [await join(u) for u in ("alice", "alice", "bob", "dave")]
     conv = await group(alice, "bob")
     await quiet(alice, alice_tv, bob, dave)
@@ -41,7 +41,7 @@ async def test_watch_is_told_to_members_but_the_requesting_connection(
 
 
 async def test_non_members_cannot_watch(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob, mallory = await join("alice"), await join("bob"), await join("mallory")
     conv = await group(alice, "bob")
     await quiet(alice, bob)
@@ -67,7 +67,7 @@ async def test_malformed_watch_requests(hub_factory: HubFactory, dial: Dial) -> 
 async def test_last_writer_wins_and_a_late_joiner_gets_the_state_in_welcome(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
     conv = await group(alice, "bob", "carol")
     other = await group(bob, "carol")
@@ -96,7 +96,7 @@ async def test_last_writer_wins_and_a_late_joiner_gets_the_state_in_welcome(
 
 
 async def test_watch_state_expires_after_inactivity(hub_factory: HubFactory, dial: Dial) -> None:
-    _, join = await social_hub(hub_factory, dial, watch_ttl_s=0.4)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone", watch_ttl_s=0.4)
     alice, bob = await join("alice"), await join("bob")
     conv = await group(alice, "bob")
     await alice.ok("watch", conv=conv, video_id="clip", pos_ms=0, playing=True)
@@ -116,10 +116,10 @@ async def test_watch_state_expires_after_inactivity(hub_factory: HubFactory, dia
 
 
 async def test_watch_state_lives_in_memory_only(hub_factory: HubFactory, dial: Dial) -> None:
-    first, join = await social_hub(hub_factory, dial)
+    first, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     alice = await join("alice")
     conv = await group(alice, "bob")
     await alice.ok("watch", conv=conv, video_id="clip", pos_ms=0, playing=True)
     await first.close()
-    _, join = await social_hub(hub_factory, dial)
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     assert watch_of(await join("bob"), conv) is None
