@@ -26,7 +26,7 @@ async def hub_factory(tmp_path: Path) -> AsyncIterator[HubFactory]:
         parts = {name: settings.pop(name) for name in EMBEDDED if name in settings}
         # Open DMs unless a test asks for the friends policy: most tests are about
         # messaging, and tests/server/test_social*.py cover the policy itself.
-        # Rate limits high enough for tests that send in bulk; tests/server/test_rate_limits.py
+        # Rate limits high enough for tests that send in bulk; tests/server/test_rate_retry.py
         # sets its own. The transport is CLIPWIRE_TRANSPORT's unless a test chooses one.
         values: dict[str, Any] = {"port": 0, "db": str(tmp_path / "hub.db"), "secret": SECRET,
                                   "dm_policy": "everyone", "rate_send_per_s": 100_000.0,

@@ -39,7 +39,7 @@ async def test_a_share_counts_each_target(hub_factory: HubFactory, dial: Dial) -
 
 
 # Strikes are only a retry before its time and more refused requests waiting than any
-# client pipelines (test_rate_limits.py: a client that waits as told is never closed).
+# client pipelines (test_rate_retry.py: a client that waits as told is never closed).
 @pytest.mark.parametrize("flood", ["one history again and again", "new sends", "a send retried at once"])
 async def test_a_client_that_keeps_going_is_closed_4008(hub_factory: HubFactory, dial: Dial,
                                                         flood: str) -> None:
