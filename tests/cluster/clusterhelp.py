@@ -136,7 +136,9 @@ class NodeProcess:
 
 def node_args(redis_url: str, dsn: str, *, dm_policy: str = "everyone",
               ttl_s: float = PRESENCE_TTL_S, port: int = 0) -> list[str]:
-    return ["--port", str(port), "--redis-url", redis_url, "--database-url", dsn,
+    """``dsn``: a PostgreSQL URL, or the path of the SQLite file the nodes share."""
+    store = ["--database-url", dsn] if dsn.startswith("postgres") else ["--db", dsn]
+    return ["--port", str(port), "--redis-url", redis_url, *store,
             "--dm-policy", dm_policy, "--migrate-on-start", "--presence-ttl-s", str(ttl_s)]
 
 
