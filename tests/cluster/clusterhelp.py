@@ -2,8 +2,9 @@
 and devices that keep the client's part of the delivery guarantee (SPEC section 10).
 
 ``Device`` (benchmarks/faults.py, shared with the fault runs) is written from the
-protocol, not from the SDK, and follows only the rules the SPEC gives a client: it drops repeats of ``(conv, seq)``, keeps its
-highest contiguous ``seq`` per conversation and resumes with exactly that, fills
+protocol, not from the SDK, and follows only the rules the SPEC gives a client: it
+drops repeats of ``(conv, seq)``, keeps its highest contiguous ``seq`` per
+conversation and resumes with exactly that, fills
 holes (a ``seq`` jump, after a short grace; a ``gap`` at once) with ``history``,
 and pages ``history`` after a welcome only for conversations it did not name in
 ``resume``. So a device converges only if the hub keeps its side of the deal.
