@@ -288,13 +288,17 @@ class ClientTiming:
 class Device:
     """One device of ``user``: requests matched by id, every frame read as it comes.
 
-    ``app`` is what the application was shown, in order: each message once, as it joins
-    the contiguous prefix of its conversation (own sends included, from their ``ok``).
+    The one spec-following test client: the fault runs use it, and so do the
+    multi-node tests (tests/cluster/clusterhelp.py). ``app`` is what the application
+    was shown, in order: each message once, as it joins the contiguous prefix of its
+    conversation (own sends included, from their ``ok``). Events other than messages
+    and gaps are kept in ``events`` for a test to look at (``next_event``).
     """
 
-    def __init__(self, user: str, label: str, secret: str, timing: ClientTiming | None = None) -> None:
+    def __init__(self, user: str, label: str | None = None, secret: str = SECRET,
+                 timing: ClientTiming | None = None) -> None:
         self.user = user
-        self.label = label
+        self.label = label or user
         self.secret = secret
         self.timing = timing or ClientTiming()
         self.url = ""
@@ -307,6 +311,8 @@ class Device:
         self.outbox: dict[str, str] = {}  # cmid -> conv: sent, no ok seen yet
         self.stats: Counter[str] = Counter()
         self.problems: list[str] = []
+        self.arrivals: dict[str, list[int]] = {}  # seqs of msg events in the order they came
+        self.events: list[tuple[float, dict[str, Any]]] = []  # other events, with arrival time
         self.lost = asyncio.Event()
         self.lost.set()
         self.online = asyncio.Event()
@@ -326,13 +332,28 @@ class Device:
     def holes(self) -> dict[str, tuple[int, int]]:
         return {c: (self.contig[c], w) for c, w in self.want.items() if self.contig[c] < w}
 
+    def holding(self, conv: str) -> dict[int, tuple[str, str]]:
+        """seq -> (sender, cmid) of every message held of ``conv``."""
+        return {seq: (d.sender, d.cmid) for seq, d in self.held.get(conv, {}).items()}
+
+    # The counters by name, for tests that read one.
+    repeats = property(lambda self: self.stats["repeats"])
+    gaps = property(lambda self: self.stats["gaps"])
+    fetched = property(lambda self: self.stats["fetched"])
+    history_calls = property(lambda self: self.stats["history_calls"])
+    connects = property(lambda self: self.stats["connects"])
+    rate_limited = property(lambda self: self.stats["rate_limited"])
+    resumed = property(lambda self: self.stats["resumed"])  # messages owed to resumes, as welcomed
+    conflicts = property(lambda self: self.problems)
+
     # -- connection -------------------------------------------------------------------
 
-    async def connect(self, url: str) -> dict[str, Any]:
+    async def connect(self, url: str, *, timeout: float | None = None) -> dict[str, Any]:
         """Connect and say hello, resuming every known conversation from its contiguous mark."""
         t = self.timing
+        open_timeout = t.open_timeout_s if timeout is None else timeout
         ws = await connect(url, subprotocols=[Subprotocol("clipwire.v1")], compression=None,
-                           open_timeout=t.open_timeout_s, max_size=None, close_timeout=1,
+                           open_timeout=open_timeout, max_size=None, close_timeout=1,
                            ping_interval=t.ping_interval_s, ping_timeout=t.ping_timeout_s)
         self.ws, self.url = ws, url
         self.lost = asyncio.Event()
@@ -341,7 +362,7 @@ class Device:
         self._reader = asyncio.get_running_loop().create_task(self._read(ws, pending, self.lost))
         resume = dict(self.contig)
         try:
-            reply = await self._request_once("hello", t.open_timeout_s + t.request_timeout_s, {
+            reply = await self._request_once("hello", open_timeout + t.request_timeout_s, {
                 "v": 1, "token": sign_token(self.secret, self.user), "device": self.label,
                 "resume": resume})
         except BaseException:
@@ -358,6 +379,8 @@ class Device:
             self._track(conv)
             if conv not in resume:  # SPEC 6.4 and 12: page what was not resumed
                 self._raise_want(conv, entry["last_seq"], urgent=True)
+            elif entry["last_seq"] > resume[conv]:
+                self.stats["resumed"] += entry["last_seq"] - resume[conv]
         if self._filler is None:
             self._filler = asyncio.get_running_loop().create_task(self._fill_loop())
         return reply
@@ -389,13 +412,29 @@ class Device:
         """Send a request and return its reply; ``rate_limited`` is waited out and retried."""
         wait = self.timing.request_timeout_s if timeout is None else timeout
         reply: dict[str, Any] = {}
-        for _ in range(20):
+        for _ in range(50):
             reply = await self._request_once(t, wait, fields)
             if reply["t"] != "error" or reply.get("code") != "rate_limited":
                 break
             self.stats["rate_limited"] += 1
             await asyncio.sleep(reply.get("retry_after_ms", 200) / 1000)
         return reply
+
+    async def attempt(self, t: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+        """Send a request once; return its reply, a ``rate_limited`` refusal included."""
+        return await self._request_once(t, self.timing.request_timeout_s if timeout is None else timeout,
+                                        fields)
+
+    async def ok(self, t: str, **fields: Any) -> dict[str, Any]:
+        reply = await self.request(t, **fields)
+        assert reply["t"] == "ok", (self.label, t, fields, reply)
+        return reply
+
+    async def signal(self, t: str, **fields: Any) -> None:
+        """A frame without ``id`` (``typing``): no reply comes."""
+        if self.ws is None:
+            raise ConnectionLost(self.label)
+        await self.ws.send(encode({"t": t, **fields}))
 
     async def _request_once(self, t: str, timeout: float, fields: dict[str, Any]) -> dict[str, Any]:
         ws, pending = self.ws, self._pending
@@ -426,6 +465,9 @@ class Device:
                 self._on_frame(decode(data, _CLIENT_LIMITS), pending)
         except (ConnectionClosed, OSError):
             pass
+        except Exception as exc:  # a frame this client cannot take: a problem, never silent
+            self.problems.append(f"{self.label}: reading failed: {exc!r}")
+            await ws.close()
         finally:
             for future in pending.values():
                 if not future.done():
@@ -444,15 +486,18 @@ class Device:
             self.problems.append(f"{self.label}: error without id: {frame}")
         elif t == "msg":
             self.stats["live"] += 1
+            self.arrivals.setdefault(frame["conv"], []).append(frame["seq"])
             self.apply(Delivery(frame["conv"], frame["seq"], frame["from"], frame["cmid"]), "live")
         elif t == "gap":
             self.stats["gaps"] += 1
             self._track(frame["conv"])
             self._raise_want(frame["conv"], frame["to_seq"], urgent=True)
-        elif t == "conv" and not frame.get("removed"):
-            new = frame["conv"] not in self.contig
-            self._track(frame["conv"])
-            self._raise_want(frame["conv"], frame["last_seq"], urgent=new)
+        else:
+            self.events.append((time.monotonic(), frame))
+            if t == "conv" and not frame.get("removed"):
+                new = frame["conv"] not in self.contig
+                self._track(frame["conv"])
+                self._raise_want(frame["conv"], frame["last_seq"], urgent=new)
 
     # -- the client's part of the guarantee -------------------------------------------------
 
@@ -502,10 +547,12 @@ class Device:
         self._kick.set()
 
     async def _fill_loop(self) -> None:
-        while True:
+        # Ends on ``closed`` too: Python 3.11's wait_for can swallow the cancel of close()
+        # when a reply lands at that moment, and the loop would wait for ever.
+        while not self.closed:
             await self._kick.wait()
             self._kick.clear()
-            while self._hole_since:
+            while self._hole_since and not self.closed:
                 now = time.monotonic()
                 due = [conv for conv, (_, since) in self._hole_since.items()
                        if conv in self._urgent or now - since >= self.timing.hole_grace_s]
@@ -534,11 +581,33 @@ class Device:
             return False
         for m in reply["messages"]:
             self.apply(Delivery(m["conv"], m["seq"], m["from"], m["cmid"]), "history")
-        if not reply["messages"]:
-            self.problems.append(f"{self.label}: history of {conv} before {before} is empty, "
-                                 f"though seq {end} was announced")
+        got = [m["seq"] for m in reply["messages"]]
+        if got != list(range(before - limit, before)):  # small messages: pages are never cut short
+            self.problems.append(f"{self.label}: history of {conv} before {before} limit {limit} "
+                                 f"gave {got}, though seq {end} was announced")
             return False
         return True
+
+    # -- looking at what came -------------------------------------------------------
+
+    def of(self, t: str, **match: Any) -> list[dict[str, Any]]:
+        return [f for _, f in self.events if f["t"] == t and all(f.get(k) == v for k, v in match.items())]
+
+    async def next_event(self, t: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+        """The first event of type ``t`` matching ``match`` not yet taken (taken now)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for index, (_, frame) in enumerate(self.events):
+                if frame["t"] == t and all(frame.get(k) == v for k, v in match.items()):
+                    del self.events[index]
+                    return frame
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.label}: no {t} {match} in {timeout} s; got {self.events}")
+            await asyncio.sleep(0.01)
+
+    async def no_event(self, t: str, wait_s: float = 0.5, **match: Any) -> None:
+        await asyncio.sleep(wait_s)
+        assert not self.of(t, **match), f"{self.label}: unexpected {self.of(t, **match)}"
 
     # -- sending ---------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 Sends are checked against the cache, not the store, so the hot path reads no
 SQL. Every membership change goes through the hub, which updates the cache
-after the store commits; a load that raced with a change is not cached.
+after the store commits; a load that raced with a change is not cached. A
+refusal is checked against the store first (second_look.py): another node may
+have changed the membership a moment ago.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from clipwire.protocol import RequestError
 
+from .second_look import SecondLooks
 from .store.base import Conversation, Store
 
 NO_ACCESS = "no such conversation, or you are not a member"
@@ -52,8 +55,10 @@ def summary(conv: Conversation, for_user: str) -> dict[str, Any]:
 class ConversationCache:
     """Bounded map of conversation id to :class:`Conversation`, filled from the store."""
 
-    def __init__(self, store: Store, max_entries: int = 100_000) -> None:
+    def __init__(self, store: Store, second_looks: SecondLooks | None = None,
+                 max_entries: int = 100_000) -> None:
         self._store = store
+        self._second_looks = second_looks or SecondLooks(enabled=False)  # one node: none needed
         self._max_entries = max_entries
         self._entries: dict[str, Conversation] = {}
         self._generation = 0
@@ -86,6 +91,18 @@ class ConversationCache:
         if generation == self._generation:
             self._put(loaded)
         return loaded
+
+    async def joined(self, conv_id: str, user: str, *, trusted: bool = False) -> Conversation | None:
+        """``conv_id`` if ``user`` is a member of it (or ``trusted``: the backend), else None.
+        A refusal read from the cache is checked against the store first: another node
+        may have just added them."""
+        conv = await self.get(conv_id)
+        if trusted:
+            return conv
+        if (conv is None or user not in conv.members) and self._second_looks.allow(user):
+            self.forget(conv_id)
+            conv = await self.get(conv_id)
+        return conv if conv is not None and user in conv.members else None
 
     def outdated(self) -> None:
         """Something changed for a conversation not cached: loads under way are stale."""

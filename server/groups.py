@@ -37,8 +37,8 @@ class Groups:
                 f.GroupRemove: self._group_remove, f.GroupLeave: self._group_leave}
 
     async def member_group(self, session: Session, conv_id: str) -> Conversation:
-        conv = await self.hub.convs.get(conv_id)
-        if conv is None or (session.user not in conv.members and not session.trusted):
+        conv = await self.hub.convs.joined(conv_id, session.user, trusted=session.trusted)
+        if conv is None:
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
         if conv.kind != "group":
             raise RequestError.bad("a direct conversation has no members to change")

@@ -49,6 +49,7 @@ from .presence import LocalPresence, PresenceRegistry
 from .ratelimit import RateLimiter, SharedUsage
 from .ratelimit import announced as rate_limits_announced
 from .receipts import Receipts
+from .second_look import SecondLooks
 from .session import Connection, Session
 from .social import FriendsDmPolicy, Social
 from .store.base import (
@@ -106,6 +107,7 @@ class Hub:
                  resolver: CardResolver | None = None, usage: SharedUsage | None = None) -> None:
         self.config = config
         self.cluster = Cluster(self, broker) if broker is not None else None
+        self.second_looks = SecondLooks(enabled=self.cluster is not None)
         self._background: set[asyncio.Task[None]] = set()
         self.limits = config.limits
         self.store = store
@@ -122,7 +124,7 @@ class Hub:
         )
         self._unwelcomed: set[Connection] = set()  # connected, no hello yet
         self.connection_count = 0
-        self.convs = ConversationCache(store)
+        self.convs = ConversationCache(store, self.second_looks)
         self.metrics = HubMetrics()
         self.rates = RateLimiter(config, usage)  # usage: spend shared with the other nodes
         self.writer: GroupCommitWriter[_Ticket] = GroupCommitWriter(
@@ -319,8 +321,8 @@ class Hub:
         # client with big messages waiting would be closed (4009) on every resume.
         room = self.config.send_buffer_bytes // 2
         for conv_id, last in resume.items():
-            conv = await self.convs.get(conv_id)
-            if conv is None or session.user not in conv.members or last >= conv.last_seq:
+            conv = await self.convs.joined(conv_id, session.user)
+            if conv is None or last >= conv.last_seq:
                 continue
             cap = min(self.config.resume_cap, budget)
             if cap == 0:
@@ -513,8 +515,8 @@ class Hub:
                 await self._check_dm(user, to)
             return await self._dm(user, to)
         assert conv_id is not None
-        conv = await self.convs.get(conv_id)
-        if conv is None or (user not in conv.members and not trusted):
+        conv = await self.convs.joined(conv_id, user, trusted=trusted)
+        if conv is None:
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
         if conv.kind == "dm" and not trusted:
             await self._check_dm(user, next((u for u in conv.members if u != user), user))
@@ -524,7 +526,14 @@ class Hub:
         """Whether ``sender`` may write to ``recipient`` directly or add them to a group.
 
         No block either way, and the DM policy (or the embedding app's hook) consents.
+        A refusal is decided again after the sender's record is reread (the policy
+        asked again too): another node may have just made them friends, or lifted a block.
         """
+        if await self._may_dm(sender, recipient):
+            return True
+        return await self.social.graph.second_look(sender) and await self._may_dm(sender, recipient)
+
+    async def _may_dm(self, sender: str, recipient: str) -> bool:
         return (not await self.social.graph.blocked_either(sender, recipient)
                 and await self.policy.may_dm(sender, recipient))
 
@@ -698,8 +707,8 @@ class Hub:
     async def _history(self, session: Session, req: f.History) -> None:
         if not session.trusted:
             self.rates.check(session, "history", (req.conv, req.before, req.limit))
-        conv = await self.convs.get(req.conv)
-        if conv is None or (session.user not in conv.members and not session.trusted):
+        conv = await self.convs.joined(req.conv, session.user, trusted=session.trusted)
+        if conv is None:
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
         page = await self.store.history(req.conv, req.before, req.limit)
         blocking = (await self.social.graph.record(session.user)).blocking

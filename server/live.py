@@ -61,8 +61,8 @@ class LiveSignals:
                          conv=conv.conv, ephemeral=True)
 
     async def _watch_request(self, session: Session, req: f.Watch) -> None:
-        conv = await self.hub.convs.get(req.conv)
-        if conv is None or session.user not in conv.members:
+        conv = await self.hub.convs.joined(req.conv, session.user)
+        if conv is None:
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
         previous = self._watch.pop(conv.conv, None)
         ts = self.hub.now_ms()

@@ -30,8 +30,8 @@ class Receipts:
         return {f.Read: self._read, f.React: self._react, f.Unsend: self._unsend}
 
     async def _member(self, user: str, conv_id: str) -> Conversation:
-        conv = await self.hub.convs.get(conv_id)
-        if conv is None or user not in conv.members:
+        conv = await self.hub.convs.joined(conv_id, user)
+        if conv is None:
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)
         return conv
 

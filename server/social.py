@@ -53,6 +53,16 @@ class SocialGraph:
         """Drop ``user``'s record (changed on another node, or no longer followed here)."""
         self._records.pop(user, None)
 
+    async def second_look(self, user: str) -> bool:
+        """Reread ``user``'s record from the store before refusing them on what is cached
+        (another node may have changed it a moment ago); False when no look is due
+        (second_look.py)."""
+        if not self._hub.second_looks.allow(user):
+            return False
+        self.forget(user)
+        await self.record(user)
+        return True
+
     async def blocked_either(self, a: str, b: str) -> bool:
         record = await self.record(a)
         return b in record.blocking or b in record.blocked_by
@@ -232,6 +242,8 @@ class Social:
         self.hub.rates.check(session, "friend", req.user)
         me, other = session.user, req.user
         mine, theirs = await self._pair(session, other)
+        if (other in mine.blocking or other in mine.blocked_by) and await self.graph.second_look(me):
+            mine = await self.graph.record(me)
         if other in mine.blocking or other in mine.blocked_by:
             raise RequestError(ErrorCode.FORBIDDEN, "you may not befriend this user")
         if other in mine.requests_in:  # they asked first: this is a yes
@@ -245,6 +257,9 @@ class Social:
 
     async def _friend_accept(self, session: Session, req: f.FriendAccept) -> None:
         mine, theirs = await self._pair(session, req.user)
+        if (req.user not in mine.friends and req.user not in mine.requests_in
+                and await self.graph.second_look(session.user)):
+            mine = await self.graph.record(session.user)  # the request may be a moment old
         if req.user in mine.friends:
             session.reply({"t": "ok", "id": req.id})
             return

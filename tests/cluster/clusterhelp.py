@@ -1,9 +1,10 @@
 """Helpers for the multi-node tests: real hub processes, a Redis link that can stall,
 and devices that keep the client's part of the delivery guarantee (SPEC section 10).
 
-``Device`` is written from the protocol, not from the SDK, and follows only the
-rules the SPEC gives a client: it drops repeats of ``(conv, seq)``, keeps its
-highest contiguous ``seq`` per conversation and resumes with exactly that, fills
+``Device`` (benchmarks/faults.py, shared with the fault runs) is written from the
+protocol, not from the SDK, and follows only the rules the SPEC gives a client: it
+drops repeats of ``(conv, seq)``, keeps its highest contiguous ``seq`` per
+conversation and resumes with exactly that, fills
 holes (a ``seq`` jump, after a short grace; a ``gap`` at once) with ``history``,
 and pages ``history`` after a welcome only for conversations it did not name in
 ``resume``. So a device converges only if the hub keeps its side of the deal.
@@ -24,23 +25,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
-from wire import SECRET, token
+from wire import SECRET
 
-from benchmarks.faults import gather_limited, until
-from clipwire.protocol import decode, encode
+from benchmarks.faults import ClientTiming, ConnectionLost, Device, gather_limited, until
 
 PRESENCE_TTL_S = 1.5
 # The documented bound (SCALING.md, RedisPresence): a dead node's users are offline within ttl * 4/3.
 OFFLINE_BOUND_S = PRESENCE_TTL_S * 4 / 3
-HOLE_GRACE_S = 0.3  # a live message may overtake another from a second node: wait before fetching
-REQUEST_TIMEOUT_S = 10.0
-
-
-class ConnectionLost(Exception):
-    """The device's connection ended before the reply came."""
+# The devices' patience: requests wait 10 s, keepalive pings as websockets' defaults.
+TIMING = ClientTiming(request_timeout_s=10.0, open_timeout_s=10.0, ping_interval_s=20.0,
+                      ping_timeout_s=20.0)
 
 
 # -- hub processes --------------------------------------------------------------
@@ -136,7 +130,9 @@ class NodeProcess:
 
 def node_args(redis_url: str, dsn: str, *, dm_policy: str = "everyone",
               ttl_s: float = PRESENCE_TTL_S, port: int = 0) -> list[str]:
-    return ["--port", str(port), "--redis-url", redis_url, "--database-url", dsn,
+    """``dsn``: a PostgreSQL URL, or the path of the SQLite file the nodes share."""
+    store = ["--database-url", dsn] if dsn.startswith("postgres") else ["--db", dsn]
+    return ["--port", str(port), "--redis-url", redis_url, *store,
             "--dm-policy", dm_policy, "--migrate-on-start", "--presence-ttl-s", str(ttl_s)]
 
 
@@ -198,289 +194,6 @@ class RedisLink:
             await self._server.wait_closed()
 
 
-# -- a device -------------------------------------------------------------------------
-
-
-class Device:
-    """One device of ``user``: requests matched by id, every frame read as it comes."""
-
-    def __init__(self, user: str, label: str | None = None) -> None:
-        self.user = user
-        self.label = label or user
-        self.url = ""
-        self.ws: ClientConnection | None = None
-        self.welcome: dict[str, Any] = {}
-        # conv -> seq -> (from, cmid): every message held, each (conv, seq) once.
-        self.held: dict[str, dict[int, tuple[str, str]]] = {}
-        self.contig: dict[str, int] = {}  # highest contiguous seq per conversation
-        self.want: dict[str, int] = {}  # highest seq known to exist
-        self.arrivals: dict[str, list[int]] = {}  # seqs of msg events in the order they came
-        self.events: list[tuple[float, dict[str, Any]]] = []  # other events, with arrival time
-        self.repeats = 0  # (conv, seq) received again and dropped
-        self.conflicts: list[str] = []  # two different messages for one (conv, seq), or a bad reply
-        self.gaps = 0  # gap events received
-        self.fetched = 0  # missing messages got through history
-        self.history_calls = 0
-        self.connects = 0
-        self.rate_limited = 0  # refusals for rate, waited out and retried
-        self.resumed = 0  # messages newer than the resume marks, as the welcomes counted them
-        self.lost = asyncio.Event()  # the current connection ended
-        self.lost.set()
-        self.online = asyncio.Event()  # welcomed, and the connection is still up
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._reader: asyncio.Task[None] | None = None
-        self._filler: asyncio.Task[None] | None = None
-        self._kick = asyncio.Event()
-        self._hole_since: dict[str, tuple[int, float]] = {}  # conv -> (lowest missing seq, since)
-        self._urgent: set[str] = set()  # conversations whose holes will not fill by themselves
-        self._closed = False
-
-    @property
-    def connected(self) -> bool:
-        return self.ws is not None and not self.lost.is_set()
-
-    # -- connection -----------------------------------------------------------
-
-    async def connect(self, url: str, *, timeout: float = 10.0) -> dict[str, Any]:
-        """Connect and say hello, resuming every conversation from its contiguous mark."""
-        ws = await connect(url, subprotocols=[Subprotocol("clipwire.v1")], compression=None,
-                           open_timeout=timeout, max_size=None)
-        self.ws, self.url = ws, url
-        self.lost = asyncio.Event()
-        pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._pending = pending
-        self._reader = asyncio.get_running_loop().create_task(self._read(ws, pending, self.lost))
-        resume = dict(self.contig)
-        try:
-            reply = await self.request("hello", timeout=timeout, v=1, token=token(self.user),
-                                       device=self.label, resume=resume)
-            if reply["t"] != "ok":
-                raise AssertionError(f"{self.label}: hello refused: {reply}")
-        except BaseException:
-            await ws.close()
-            raise
-        self.welcome = reply
-        self.connects += 1
-        self.online.set()
-        for entry in reply["convs"]:
-            conv = entry["conv"]
-            self._track(conv)
-            if conv not in resume:  # SPEC 6.4: page what the welcome shows beyond our state
-                self._raise_want(conv, entry["last_seq"], urgent=True)
-            elif entry["last_seq"] > resume[conv]:
-                self.resumed += entry["last_seq"] - resume[conv]  # the backlog owed to this resume
-        if self._filler is None:
-            self._filler = asyncio.get_running_loop().create_task(self._fill_loop())
-        return reply
-
-    async def close(self) -> None:
-        self._closed = True
-        if self._filler is not None:
-            self._filler.cancel()
-            await asyncio.gather(self._filler, return_exceptions=True)
-        if self.ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ws.close(), 5)
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
-
-    async def drop(self) -> None:
-        """Close this connection (the device goes away; it may connect again)."""
-        if self.ws is not None:
-            await self.ws.close()
-        await self.lost.wait()
-
-    async def request(self, t: str, timeout: float = REQUEST_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
-        """Send a request; return its reply frame (``ok`` or ``error``). A ``rate_limited``
-        refusal is retried after the ``retry_after_ms`` it names, as a client should."""
-        for _ in range(50):
-            reply = await self._request_once(t, timeout, fields)
-            if reply["t"] != "error" or reply.get("code") != "rate_limited":
-                break
-            self.rate_limited += 1
-            await asyncio.sleep(reply.get("retry_after_ms", 200) / 1000)
-        return reply
-
-    async def attempt(self, t: str, timeout: float = REQUEST_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
-        """Send a request once; return its reply, a ``rate_limited`` refusal included."""
-        return await self._request_once(t, timeout, fields)
-
-    async def _request_once(self, t: str, timeout: float, fields: dict[str, Any]) -> dict[str, Any]:
-        ws, pending = self.ws, self._pending
-        if ws is None or self.lost.is_set():
-            raise ConnectionLost(self.label)
-        rid = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        pending[rid] = future
-        try:
-            await ws.send(encode({"t": t, "id": rid, **fields}))
-            return await asyncio.wait_for(future, timeout)
-        except ConnectionClosed:
-            raise ConnectionLost(self.label) from None
-        finally:
-            pending.pop(rid, None)
-
-    async def ok(self, t: str, **fields: Any) -> dict[str, Any]:
-        reply = await self.request(t, **fields)
-        assert reply["t"] == "ok", (self.label, t, fields, reply)
-        return reply
-
-    async def signal(self, t: str, **fields: Any) -> None:
-        assert self.ws is not None
-        await self.ws.send(encode({"t": t, **fields}))
-
-    async def _read(self, ws: ClientConnection, pending: dict[int, asyncio.Future[dict[str, Any]]],
-                    lost: asyncio.Event) -> None:
-        try:
-            async for data in ws:
-                assert isinstance(data, bytes), f"hub sent a text frame: {data!r}"
-                self._on_frame(decode(data), pending)
-        except ConnectionClosed:
-            pass
-        except Exception as exc:  # a frame this client cannot take: fail the test, not silently
-            self.conflicts.append(f"{self.label}: reading failed: {exc!r}")
-            await ws.close()
-        finally:
-            for future in pending.values():
-                if not future.done():
-                    future.set_exception(ConnectionLost(self.label))
-            if lost is self.lost:
-                self.online.clear()
-            lost.set()
-
-    def _on_frame(self, frame: dict[str, Any], pending: dict[int, asyncio.Future[dict[str, Any]]]) -> None:
-        t = frame["t"]
-        if t in ("ok", "error") and "id" in frame:
-            future = pending.get(frame["id"])
-            if future is not None and not future.done():
-                future.set_result(frame)
-        elif t == "msg":
-            self._apply(frame, "live")
-        elif t == "gap":
-            self.gaps += 1
-            self._track(frame["conv"])
-            self._raise_want(frame["conv"], frame["to_seq"], urgent=True)
-        else:
-            self.events.append((time.monotonic(), frame))
-            if t == "conv" and not frame.get("removed"):
-                new = frame["conv"] not in self.contig
-                self._track(frame["conv"])
-                self._raise_want(frame["conv"], frame["last_seq"], urgent=new)
-
-    # -- the client's part of the guarantee -----------------------------------------
-
-    def _track(self, conv: str) -> None:
-        self.contig.setdefault(conv, 0)
-        self.held.setdefault(conv, {})
-        self.want.setdefault(conv, 0)
-
-    def _apply(self, msg: dict[str, Any], source: str) -> None:
-        conv, seq = msg["conv"], msg["seq"]
-        self._track(conv)
-        key = (msg["from"], msg["cmid"])
-        held = self.held[conv]
-        if source == "live":
-            self.arrivals.setdefault(conv, []).append(seq)
-        if seq in held:  # a repeat: drop it
-            self.repeats += 1
-            if held[seq] != key:
-                self.conflicts.append(f"{self.label}: {conv} seq {seq} was {held[seq]}, now {key}")
-            return
-        held[seq] = key
-        if source == "history":
-            self.fetched += 1
-        mark = self.contig[conv]
-        while mark + 1 in held:
-            mark += 1
-        self.contig[conv] = mark
-        self._raise_want(conv, seq, urgent=False)
-
-    def own(self, conv: str, seq: int, cmid: str) -> None:
-        """This device's send was stored as ``seq``: it holds it (no msg event comes)."""
-        self._apply({"conv": conv, "seq": seq, "from": self.user, "cmid": cmid}, "own")
-
-    def _raise_want(self, conv: str, seq: int, *, urgent: bool) -> None:
-        if seq > self.want[conv]:
-            self.want[conv] = seq
-        mark = self.contig[conv]
-        if mark >= self.want[conv]:
-            self._hole_since.pop(conv, None)
-            self._urgent.discard(conv)
-            return
-        lowest = self._hole_since.get(conv)
-        if lowest is None or lowest[0] != mark + 1:  # a new lowest hole: its grace starts now
-            self._hole_since[conv] = (mark + 1, time.monotonic())
-        if urgent:
-            self._urgent.add(conv)
-        self._kick.set()
-
-    def holes(self) -> dict[str, tuple[int, int]]:
-        return {c: (self.contig[c], w) for c, w in self.want.items() if self.contig[c] < w}
-
-    async def _fill_loop(self) -> None:
-        """Fetch a conversation's lowest hole once it is urgent (gap, welcome) or has
-        outlived the grace: a message from another node may simply be late."""
-        while True:
-            await self._kick.wait()
-            self._kick.clear()
-            while self._hole_since:
-                now = time.monotonic()
-                due = [conv for conv, (_, since) in self._hole_since.items()
-                       if conv in self._urgent or now - since >= HOLE_GRACE_S]
-                if not due:
-                    await asyncio.sleep(0.05)
-                    continue
-                try:
-                    for conv in due:
-                        if not await self._fill_lowest(conv):
-                            await asyncio.sleep(0.2)  # a bad page was recorded: do not spin
-                except (ConnectionLost, TimeoutError):
-                    await self.online.wait()  # go on once connected again
-
-    async def _fill_lowest(self, conv: str) -> bool:
-        mark, held = self.contig[conv], self.held[conv]
-        if mark >= self.want[conv]:
-            return True
-        above = [s for s in held if s > mark]
-        end = min(above) - 1 if above else self.want[conv]
-        before, limit = end + 1, min(100, end - mark)
-        reply = await self.request("history", conv=conv, before=before, limit=limit)
-        self.history_calls += 1
-        if reply["t"] != "ok":
-            self.conflicts.append(f"{self.label}: history of {conv} refused: {reply}")
-            return False
-        for message in reply["messages"]:
-            self._apply(message, "history")
-        got = [message["seq"] for message in reply["messages"]]
-        if got != list(range(before - limit, before)):  # small messages: pages are never cut short
-            self.conflicts.append(f"{self.label}: history of {conv} before {before} limit {limit} gave {got}")
-            return False
-        return True
-
-    # -- looking at what came -------------------------------------------------------
-
-    def of(self, t: str, **match: Any) -> list[dict[str, Any]]:
-        return [f for _, f in self.events if f["t"] == t and all(f.get(k) == v for k, v in match.items())]
-
-    async def next_event(self, t: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
-        """The first event of type ``t`` matching ``match`` not yet taken (taken now)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for index, (_, frame) in enumerate(self.events):
-                if frame["t"] == t and all(frame.get(k) == v for k, v in match.items()):
-                    del self.events[index]
-                    return frame
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.label}: no {t} {match} in {timeout} s; got {self.events}")
-            await asyncio.sleep(0.01)
-
-    async def no_event(self, t: str, wait_s: float = 0.5, **match: Any) -> None:
-        await asyncio.sleep(wait_s)
-        assert not self.of(t, **match), f"{self.label}: unexpected {self.of(t, **match)}"
-
-
 # -- a cluster of nodes for one test ---------------------------------------------------
 
 
@@ -507,7 +220,7 @@ class Rig:
         return new
 
     def device(self, user: str, label: str | None = None) -> Device:
-        device = Device(user, label)
+        device = Device(user, label, SECRET, TIMING)
         self.devices.append(device)
         return device
 
@@ -650,7 +363,7 @@ class Traffic:
     async def _keep_connected(self, device: Device) -> None:
         while True:
             await device.lost.wait()
-            if device._closed:
+            if device.closed:
                 return
             hold = self.hold_back.get(device)
             if hold is not None:
@@ -727,7 +440,7 @@ class Traffic:
             assert store == self.acked[conv], f"{conv}: the store and the acks differ"
             for user in users:
                 for device in by_user.get(user, ()):
-                    held = device.held.get(conv, {})
+                    held = device.holding(conv)
                     assert held == store, (
                         f"{device.label} in {conv}: missing {sorted(set(store) - set(held))[:10]}, "
                         f"extra {sorted(set(held) - set(store))[:10]}")

@@ -133,11 +133,11 @@ async def test_what_a_dying_node_stored_but_never_published_reaches_everyone(
                     dm: {1: ("bob", "dm-1"), 2: ("bob", "dm-2")}}
 
         def complete() -> bool:
-            return (all(d.held.get(group) == expected[group] for d in in_group)
-                    and all(d.held.get(dm) == expected[dm] for d in in_dm))
+            return (all(d.holding(group) == expected[group] for d in in_group)
+                    and all(d.holding(dm) == expected[dm] for d in in_dm))
 
         await until(complete, OFFLINE_BOUND_S + 5,
-                    lambda: str({d.label: (d.held.get(group), d.held.get(dm)) for d in in_group}))
+                    lambda: str({d.label: (d.holding(group), d.holding(dm)) for d in in_group}))
         took = time.monotonic() - killed_at
         for device in in_group:
             assert device.conflicts == [] and not device.holes()

@@ -41,7 +41,7 @@ async def test_a_dm_crosses_nodes_and_comes_back(rig: Rig) -> None:
 
     expected = {1: ("alice", "a-1"), 2: ("bob", "b-1")}
     for device in (alice, bob, bob_phone):
-        assert device.held[conv] == expected, device.label
+        assert device.holding(conv) == expected, device.label
         assert (device.repeats, device.history_calls, device.conflicts) == (0, 0, [])
     page = (await bob_phone.ok("history", conv=conv))["messages"]
     assert [(m["from"], m["text"], m.get("reply")) for m in page] == [
@@ -86,7 +86,7 @@ async def test_a_group_over_three_nodes_is_seen_in_one_order(rig: Rig) -> None:
     for device in devices:
         # Message 1..120 once each, the same message at each seq as the acks say; the
         # device releases them by contiguous seq: one order, the same for everyone.
-        assert device.held[conv] == acked, device.label
+        assert device.holding(conv) == acked, device.label
         assert device.conflicts == []
         own = sum(1 for index in sender.values() if members[index] is device)
         assert len(device.arrivals[conv]) - device.repeats + device.fetched + own == 120, device.label

@@ -106,7 +106,7 @@ async def test_two_workers_share_one_port_and_stop_together(rig: Rig) -> None:
     across = sum(1 for a, b in pairs if served_by[a.user] != served_by[b.user])
     assert across > 0
     sent = await asyncio.gather(*(a.ok("send", to=b.user, cmid="hi", text=f"hi {b.user}") for a, b in pairs))
-    await until(lambda: all(b.held.get(ok["conv"], {}).get(1) == (a.user, "hi")
+    await until(lambda: all(b.holding(ok["conv"]).get(1) == (a.user, "hi")
                             for (a, b), ok in zip(pairs, sent, strict=True)), 10, "every DM arrived")
 
     # SIGTERM to the supervisor: both workers stop, their clients are told, it exits 0.
