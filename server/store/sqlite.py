@@ -171,9 +171,11 @@ class SQLiteStore:
             # on an event loop already closed by then: a traceback as the process exits.
             await asyncio.to_thread(conn._thread.join, 5)
             raise
+        # The busy timeout first: switching a fresh file to WAL takes its lock, and
+        # nodes opening one file together must wait for each other, not fail.
+        await conn.execute("PRAGMA busy_timeout=5000")
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        await conn.execute("PRAGMA busy_timeout=5000")
         await conn.execute("PRAGMA foreign_keys=OFF")
         return conn
 
