@@ -3,11 +3,13 @@
 Each worker is the same ``clipwire serve`` with ``--workers 1 --reuse-port``,
 so the kernel spreads new connections across them (SO_REUSEPORT), and they
 meet through the broker like nodes on different machines. The supervisor
-restarts a worker that dies and stops them all on SIGINT or SIGTERM. A worker
-that cannot start (a wrong setting, the port taken, Redis or the store away)
-is not restarted: it has printed why on the shared stderr, and the supervisor
-stops the others and exits with its status. The first worker starts alone, so
-that such a line is printed once, not once per worker.
+restarts a worker that dies and stops them all on SIGINT or SIGTERM. The first
+worker starts alone: if it cannot start (a wrong setting, the port taken, Redis
+or the store away), it has printed why on the shared stderr once, and the
+supervisor exits with its status. Once the hub has served, a worker that dies is
+restarted, and one that then cannot start (Redis away for a moment) is tried
+again after a delay that doubles up to ``RESTART_MAX_DELAY_S``: one bad moment
+must not take down the workers that still serve.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from .config import ConfigError, HubConfig
 from .startup import EXIT_STARTUP
 
 RESTART_DELAY_S = 1.0
+RESTART_MAX_DELAY_S = 30.0
+HEALTHY_AFTER_S = 60.0  # a worker that ran this long restarts after the shortest delay again
 #: The exit statuses of a worker that could not start: a wrong setting (2), or
 #: what the settings name could not be used (EXIT_STARTUP). Restarting cannot help.
 _COULD_NOT_START = (2, EXIT_STARTUP)
@@ -45,7 +49,6 @@ def supervise(config: HubConfig, argv: list[str]) -> int:
     command = [sys.executable, "-m", "clipwire.server", "serve", *_without_port(argv)]
     workers: list[subprocess.Popen[bytes]] = []
     stopping = False
-    status = 0
 
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
@@ -64,24 +67,36 @@ def supervise(config: HubConfig, argv: list[str]) -> int:
         workers.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL))
     print(f"Clipwire hub on ws://{config.host}:{port}/ws with {config.workers} workers "
           f"(health: http://{config.host}:{port}/healthz)", flush=True)
+    started = [time.monotonic()] * len(workers)
+    delays = [RESTART_DELAY_S] * len(workers)
+    restart_at: list[float | None] = [None] * len(workers)
     while not stopping:
         time.sleep(0.2)
+        now = time.monotonic()
         for index, worker in enumerate(workers):
-            if worker.poll() in _COULD_NOT_START and not stopping:
-                stop(signal.SIGTERM, None)
-                status = worker.returncode
+            if stopping:
                 break
-            if worker.poll() is not None and not stopping:
-                print(f"worker {worker.pid} exited with {worker.returncode}; restarting",
-                      file=sys.stderr, flush=True)
-                time.sleep(RESTART_DELAY_S)
-                workers[index] = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+            due = restart_at[index]
+            if due is not None:
+                if now >= due:
+                    restart_at[index] = None
+                    started[index] = now
+                    workers[index] = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+                continue
+            if worker.poll() is None:
+                continue
+            if now - started[index] >= HEALTHY_AFTER_S:
+                delays[index] = RESTART_DELAY_S
+            print(f"worker {worker.pid} exited with {worker.returncode}; restarting in "
+                  f"{delays[index]:.0f} s", file=sys.stderr, flush=True)
+            restart_at[index] = now + delays[index]
+            delays[index] = min(RESTART_MAX_DELAY_S, delays[index] * 2)
     for worker in workers:
         try:
             worker.wait(15)
         except subprocess.TimeoutExpired:
             worker.kill()
-    return status
+    return 0
 
 
 def _wait_listening(host: str, port: int, workers: list[subprocess.Popen[bytes]],

@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 from clusterhelp import NodeProcess, Rig, gather_limited, node_args, until
+from services import PrivateRedis
 
 
 def free_port() -> int:
@@ -119,3 +120,37 @@ async def test_two_workers_share_one_port_and_stop_together(rig: Rig) -> None:
     assert codes <= {1001, 4010}, codes  # going away, or draining: reconnect elsewhere
     print(f"\nworkers: clients per worker {sorted(counts.values())}, DMs across workers {across}/20, "
           f"close codes {sorted(c for c in codes if c is not None)}")
+
+
+async def test_a_worker_that_cannot_restart_leaves_the_others_serving(
+        tmp_path: Path, private_redis: PrivateRedis) -> None:
+    """Once the hub has served, a worker that dies while Redis is away fails its
+    restart (exit 3): the supervisor tries again later instead of stopping the
+    worker that still serves, and both serve once Redis is back."""
+    port = free_port()
+    supervisor = NodeProcess("workers", tmp_path,
+                             [*node_args(private_redis.url, str(tmp_path / "hub.db"), port=port),
+                              "--workers", "2"])
+    supervisor.spawn()
+    try:
+        await supervisor.ready()
+        workers: list[int] = []
+
+        def both_listen() -> bool:
+            workers[:] = children(supervisor.pid)
+            return len(workers) == 2 and all(tcp_sockets(pid, port)[0] for pid in workers)
+
+        await until(both_listen, 30, lambda: f"workers {workers} listening on {port}")
+        survivor, victim = workers
+        private_redis.stop()
+        os.kill(victim, signal.SIGKILL)
+        # The replacement starts after 1 s and exits 3 without Redis; the next try is 2 s later.
+        await asyncio.sleep(3.5)
+        assert not gone(supervisor.pid) and not gone(survivor), supervisor.log()
+        assert tcp_sockets(survivor, port)[0]
+        private_redis.start()
+        await until(both_listen, 40, lambda: f"workers {workers} listening again on {port}")
+        assert survivor in workers
+    finally:
+        supervisor.terminate()
+        assert supervisor.wait_stopped() == 0, supervisor.log()
