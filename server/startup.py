@@ -88,6 +88,8 @@ def _reason(exc: BaseException) -> str:
     cause = exc.__cause__ or exc
     if isinstance(cause, FileExistsError) and cause.filename and not os.path.isdir(cause.filename):
         return f"{cause.filename} is not a directory"  # what mkdir met on the way
+    if isinstance(cause, TimeoutError) and not cause.strerror:
+        return "connected, but no answer within a few seconds (is it the right port?)"
     if isinstance(cause, OSError) and cause.strerror:
         return f"{cause.strerror}{f' ({cause.filename})' if cause.filename else ''}"
     return str(cause).rstrip(".") or type(cause).__name__

@@ -102,6 +102,17 @@ def test_redis_unreachable(tmp_path: Path) -> None:
     the_line(serve(tmp_path, "--redis-url", NO_REDIS), "cannot reach Redis", "--redis-url")
 
 
+def test_redis_that_never_answers(tmp_path: Path, taken_port: int) -> None:
+    """A port that takes the connection but never answers (a wrong port, a stuck proxy)."""
+    the_line(serve(tmp_path, "--redis-url", f"redis://127.0.0.1:{taken_port}/0"),
+             "cannot reach Redis", "no answer", "--redis-url")
+
+
+def test_postgres_that_never_answers(tmp_path: Path, taken_port: int) -> None:
+    the_line(serve(tmp_path, "--database-url", f"postgresql://127.0.0.1:{taken_port}/test"),
+             "PostgreSQL", "no answer", "--database-url")
+
+
 def test_a_worker_that_cannot_start_stops_the_supervisor(tmp_path: Path) -> None:
     """Not restarted forever: the first worker's line is the supervisor's last word."""
     done = serve(tmp_path, "--workers", "2", "--redis-url", NO_REDIS)

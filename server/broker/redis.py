@@ -34,6 +34,7 @@ log = logging.getLogger("clipwire.broker")
 
 POOL_SIZE = 32  # connections per node for publishes and presence (pub/sub has its own)
 POOL_WAIT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0  # to connect and get the first answer at start-up
 KEEPALIVE_S = 5.0  # ping the pub/sub connection this often; 3 silent periods drop it
 
 
@@ -82,15 +83,20 @@ class RedisBroker:
             self.url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S, health_check_interval=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError], protocol=2,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
         )
         # The URL's options win over the arguments above; the reader needs bytes and RESP2.
         pool.connection_kwargs.update(decode_responses=False, protocol=2)
         self._client = aioredis.Redis.from_pool(pool)  # owns the pool: closed with the client
         try:
-            await self._client.ping()
-        except (RedisError, OSError) as exc:
+            # Bounded: a port that takes the connection but never answers (a wrong
+            # port, a TLS endpoint, a stuck proxy) must fail the start, not hang it.
+            await asyncio.wait_for(self._client.ping(), CONNECT_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
             await self._client.aclose()
-            raise BrokerUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
+            self._client = None  # closing the hub must not try this Redis again
+            why = exc or f"no answer within {CONNECT_TIMEOUT_S:.0f} s"
+            raise BrokerUnavailable(f"cannot reach Redis at {self.url}: {why}") from exc
         self._publisher = pool.connection_class(**{**pool.connection_kwargs,
                                                    "health_check_interval": 0})
         self._publisher.register_connect_callback(self._replies_off)
@@ -438,9 +444,10 @@ class RedisPresence:
 
     async def close(self) -> None:
         """Leave cleanly: this node's users are no longer online here."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._task is None:
+            return  # never started (Redis did not answer at start): nothing to undo there
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
         try:
             r = self._broker.client
             users = await r.smembers(f"cw:users:{self.node}")

@@ -107,6 +107,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+CONNECT_TIMEOUT_S = 5.0  # to connect at start-up: asyncpg's own default is 60 s
 _COLUMNS = "conv, seq, sender, cmid, ts, kind, text, video, reply, unsent"
 # Concurrent CREATE TABLE IF NOT EXISTS can still fail (pg_type unique violation):
 # migrations take this lock, keyed by schema, so that starting nodes together is safe.
@@ -126,11 +127,15 @@ class PostgresStore:
 
     async def open(self) -> None:
         try:
+            # A bounded connect: a host that takes the connection but never answers
+            # (a wrong port, a stuck proxy) must fail the start, not hang it.
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=self._sizes[0], max_size=self._sizes[1]
+                self.dsn, min_size=self._sizes[0], max_size=self._sizes[1],
+                timeout=CONNECT_TIMEOUT_S,
             )
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise StoreUnavailable(f"cannot reach PostgreSQL at {self.dsn}: {exc}") from exc
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            why = exc or f"no answer within {CONNECT_TIMEOUT_S:.0f} s"
+            raise StoreUnavailable(f"cannot reach PostgreSQL at {self.dsn}: {why}") from exc
         if self.migrate_on_open:
             await self.migrate()
         version = await self.schema_version()
