@@ -9,6 +9,8 @@ connected to this hub, so a restart never leaves anyone shown online.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clipwire.protocol import ErrorCode, RequestError, encode
@@ -24,6 +26,18 @@ log = logging.getLogger("clipwire.social")
 
 MAX_WATCHED = 500  # users one connection may watch with ``presence``
 
+#: One user's side of a committed change: the user, the record the writer read, the edit.
+Change = tuple[str, SocialRecord, Callable[[SocialRecord], None]]
+
+
+@dataclass(slots=True)
+class _Traffic:
+    """Loads and writes of one user's record under way; kept only while there are some."""
+
+    loads: int = 0
+    writes: int = 0
+    generation: int = 0  # bumped as a write starts and ends, and on a forget
+
 
 class SocialGraph:
     """A bounded cache of :class:`SocialRecord` per user, kept in step with the store."""
@@ -32,6 +46,7 @@ class SocialGraph:
         self._hub = hub
         self._records: dict[str, SocialRecord] = {}
         self._max_entries = max_entries
+        self._traffic: dict[str, _Traffic] = {}
 
     def peek(self, user: str) -> SocialRecord | None:
         return self._records.get(user)
@@ -40,18 +55,57 @@ class SocialGraph:
         cached = self._records.get(user)
         if cached is not None:
             return cached
-        loaded = await self._hub.store.social(user)
+        traffic = self._traffic.setdefault(user, _Traffic())
+        traffic.loads += 1
+        generation = traffic.generation
+        try:
+            loaded = await self._hub.store.social(user)
+        finally:
+            traffic.loads -= 1
+            self._done(user, traffic)
         cached = self._records.get(user)  # loaded by someone else meanwhile: theirs is current
         if cached is not None:
             return cached
+        if traffic.writes or traffic.generation != generation:
+            return loaded  # the read may predate a write's commit: good for now, not to keep
         if len(self._records) >= self._max_entries:
             del self._records[next(iter(self._records))]
         self._records[user] = loaded
         return loaded
 
     def forget(self, user: str) -> None:
-        """Drop ``user``'s record (changed on another node, or no longer followed here)."""
+        """Drop ``user``'s record (changed on another node, or no longer followed here);
+        a load under way may have read the store before that change, so it is not kept."""
         self._records.pop(user, None)
+        traffic = self._traffic.get(user)
+        if traffic is not None:
+            traffic.generation += 1
+
+    async def commit(self, write: Awaitable[None], changes: Sequence[Change]) -> None:
+        """Await the store ``write``, then make each change to the record its writer read
+        and to the one cached now, if another (a second look may have reloaded it
+        meanwhile). Loads of these users that overlap the write are not cached: they
+        may have read the store before it committed, and nothing would correct them."""
+        held = [(user, self._traffic.setdefault(user, _Traffic())) for user, _, _ in changes]
+        for _, traffic in held:
+            traffic.writes += 1
+            traffic.generation += 1
+        try:
+            await write
+        finally:
+            for user, traffic in held:
+                traffic.writes -= 1
+                traffic.generation += 1
+                self._done(user, traffic)
+        for user, read, change in changes:
+            change(read)
+            cached = self._records.get(user)
+            if cached is not None and cached is not read:
+                change(cached)
+
+    def _done(self, user: str, traffic: _Traffic) -> None:
+        if not traffic.loads and not traffic.writes:
+            del self._traffic[user]
 
     async def second_look(self, user: str) -> bool:
         """Reread ``user``'s record from the store before refusing them on what is cached
@@ -224,19 +278,20 @@ class Social:
     async def _set(self, me: str, other: str, mine: SocialRecord, theirs: SocialRecord,
                    state: str | None) -> None:
         """Store the friendship state and mirror it in both cached records."""
-        await self.hub.store.set_friendship(me, other, state, me if state == "pending" else None,
-                                            self.hub.now_ms())
-        for record, peer in ((mine, other), (theirs, me)):
-            record.friends.discard(peer)
-            record.requests_in.discard(peer)
-            record.requests_out.discard(peer)
-        if state == "friends":
-            mine.friends.add(other)
-            theirs.friends.add(me)
-        elif state == "pending":
-            mine.requests_out.add(other)
-            theirs.requests_in.add(me)
+        write = self.hub.store.set_friendship(me, other, state, me if state == "pending" else None,
+                                              self.hub.now_ms())
+        await self.graph.commit(write, [(me, mine, _friendship(other, state, asked=True)),
+                                        (other, theirs, _friendship(me, state, asked=False))])
         self.hub.social_changed((me, other))
+
+    async def _set_block(self, blocker: str, blocked: str, mine: SocialRecord,
+                         theirs: SocialRecord, on: bool) -> None:
+        """Store the block (or its lifting) and mirror it in both cached records."""
+        edit: Callable[[set[str], str], None] = set.add if on else set.discard
+        write = self.hub.store.set_block(blocker, blocked, on, self.hub.now_ms())
+        await self.graph.commit(write, [(blocker, mine, lambda r: edit(r.blocking, blocked)),
+                                        (blocked, theirs, lambda r: edit(r.blocked_by, blocker))])
+        self.hub.social_changed((blocker, blocked))
 
     async def _friend_request(self, session: Session, req: f.FriendRequest) -> None:
         self.hub.rates.check(session, "friend", req.user)
@@ -309,17 +364,11 @@ class Social:
         """Mirror a block decided by the backend, with the same effects as the request."""
         mine, theirs = await self.graph.record(blocker), await self.graph.record(blocked)
         if on and blocked not in mine.blocking:
-            await self.hub.store.set_block(blocker, blocked, True, self.hub.now_ms())
-            mine.blocking.add(blocked)
-            theirs.blocked_by.add(blocker)
+            await self._set_block(blocker, blocked, mine, theirs, True)
             if blocked in mine.friends or blocked in mine.requests_in or blocked in mine.requests_out:
                 await self._set(blocker, blocked, mine, theirs, None)
-            self.hub.social_changed((blocker, blocked))
         elif not on and blocked in mine.blocking:
-            await self.hub.store.set_block(blocker, blocked, False, self.hub.now_ms())
-            mine.blocking.discard(blocked)
-            theirs.blocked_by.discard(blocker)
-            self.hub.social_changed((blocker, blocked))
+            await self._set_block(blocker, blocked, mine, theirs, False)
         for user in (blocker, blocked):
             if user not in self.hub.sessions:
                 self.graph.forget(user)
@@ -330,10 +379,7 @@ class Social:
         me, other = session.user, req.user
         mine, theirs = await self._pair(session, other)
         if other not in mine.blocking:
-            await self.hub.store.set_block(me, other, True, self.hub.now_ms())
-            mine.blocking.add(other)
-            theirs.blocked_by.add(me)
-            self.hub.social_changed((me, other))
+            await self._set_block(me, other, mine, theirs, True)
             if other in mine.friends or other in mine.requests_in or other in mine.requests_out:
                 await self._set(me, other, mine, theirs, None)
                 self._friend_event(me, other, "removed")
@@ -349,8 +395,21 @@ class Social:
         me, other = session.user, req.user
         mine, theirs = await self._pair(session, other)
         if other in mine.blocking:
-            await self.hub.store.set_block(me, other, False, self.hub.now_ms())
-            mine.blocking.discard(other)
-            theirs.blocked_by.discard(me)
-            self.hub.social_changed((me, other))
+            await self._set_block(me, other, mine, theirs, False)
         session.reply({"t": "ok", "id": req.id})
+
+
+def _friendship(peer: str, state: str | None, *, asked: bool) -> Callable[[SocialRecord], None]:
+    """The edit that leaves ``peer`` in ``state`` with a record's owner (``asked``: the
+    owner is the one who sent the request)."""
+
+    def edit(record: SocialRecord) -> None:
+        record.friends.discard(peer)
+        record.requests_in.discard(peer)
+        record.requests_out.discard(peer)
+        if state == "friends":
+            record.friends.add(peer)
+        elif state == "pending":
+            (record.requests_out if asked else record.requests_in).add(peer)
+
+    return edit
