@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -651,8 +652,21 @@ class Hub:
             ticket.session.reply(events.ok(ticket.request_id, conv=msg.conv, seq=msg.seq, ts=msg.ts))
 
     def _publish_committed(self, ticket: _Ticket, msg: StoredMessage) -> None:
+        if self.social.graph.peek(msg.sender) is None:
+            # The sender's record left the cache since the send was checked (another
+            # node's change, or a load that overlapped a write): without it, who blocks
+            # the sender is unknown, and a blocker must never get the body. Rare: load it.
+            async def later() -> None:
+                record = await self.social.graph.record(msg.sender)
+                self._publish_now(ticket, msg, record.blocked_by)
+            self.spawn(later())
+            return
+        self._publish_now(ticket, msg)
+
+    def _publish_now(self, ticket: _Ticket, msg: StoredMessage,
+                     blockers: AbstractSet[str] | None = None) -> None:
         conv = self.convs.peek(msg.conv)
-        self._fan_out(msg, conv, ticket.session)
+        self._fan_out(msg, conv, ticket.session, blockers)
         if self.listeners:
             self.emit("message.created", {
                 **msg.to_wire(), "members": list(conv.members) if conv else [],
@@ -665,23 +679,27 @@ class Hub:
                       session, step)
         self.metrics.after_commit_failures.inc()
 
-    def _fan_out(self, msg: StoredMessage, conv: Conversation | None, origin: Session | None) -> None:
+    def _fan_out(self, msg: StoredMessage, conv: Conversation | None, origin: Session | None,
+                 blockers: AbstractSet[str] | None = None) -> None:
         if conv is not None:
-            self._deliver_message(msg, conv.members, origin)
+            self._deliver_message(msg, conv.members, origin, blockers)
             return
         # Evicted from the cache between validation and commit: rare, load it again.
         async def later() -> None:
             loaded = await self.convs.get(msg.conv)
             if loaded is not None:
-                self._deliver_message(msg, loaded.members, origin)
+                self._deliver_message(msg, loaded.members, origin, blockers)
         self.spawn(later())  # held until done, and a failure is logged
 
-    def _deliver_message(self, msg: StoredMessage, members: Any, origin: Session | None) -> None:
-        """One encode for everyone; members who block the sender get the body-less stub."""
+    def _deliver_message(self, msg: StoredMessage, members: Any, origin: Session | None,
+                         blockers: AbstractSet[str] | None = None) -> None:
+        """One encode for everyone; members who block the sender get the body-less stub
+        (``blockers``: who blocks the sender, when the caller has it; else the cache's)."""
         self.metrics.fanout.observe(len(members))
         data = encode({"t": "msg", **msg.to_wire()})
-        record = self.social.graph.peek(msg.sender)
-        blockers = record.blocked_by if record is not None else ()
+        if blockers is None:
+            record = self.social.graph.peek(msg.sender)
+            blockers = record.blocked_by if record is not None else frozenset()
         conv, seq = msg.conv, msg.seq
         if not blockers or blockers.isdisjoint(members):
             self.deliver(members, data, skip=origin, conv=conv, seq=seq)

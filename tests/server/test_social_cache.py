@@ -9,14 +9,15 @@ real store's write open at a gate to make that overlap certain.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from socialhelp import befriend, error_code, quiet, social_hub
+from socialhelp import befriend, error_code, group, quiet, social_hub
 from wire import WAIT_S, Dial, HubFactory
 
 from clipwire.server.broker.memory import MemoryBroker
-from clipwire.server.store.base import SocialRecord
+from clipwire.server.store.base import Appended, NewMessage, SocialRecord
 from clipwire.server.store.sqlite import SQLiteStore
 
 
@@ -43,6 +44,10 @@ class GatedStore(SQLiteStore):
                              ts: int) -> None:
         await self._wait("set_friendship")
         await super().set_friendship(a, b, state, requester, ts)
+
+    async def append_batch(self, items: Sequence[NewMessage]) -> list[Appended | None]:
+        await self._wait("append_batch")
+        return await super().append_batch(items)
 
     async def social(self, user: str) -> SocialRecord:
         record = await super().social(user)  # read now, answered after the gate opens
@@ -113,3 +118,27 @@ async def test_a_write_reaches_the_record_cached_since_its_writer_read(
                        [("alice", read, lambda r: r.blocked_by.add("bob"))])
     assert "bob" in read.blocked_by and graph.peek("alice") is cached
     assert "bob" in cached.blocked_by
+
+
+async def test_a_blocker_gets_a_stub_when_the_senders_record_left_the_cache_before_the_commit(
+    hub_factory: HubFactory, dial: Dial, tmp_path: Path
+) -> None:
+    """Between the send's checks and its commit, the sender's record may leave the cache
+    (another node's change): who blocks the sender is then read again, never guessed."""
+    store = GatedStore(tmp_path / "gated.db")
+    server, join = await social_hub(hub_factory, dial, store=store, broker=MemoryBroker(),
+                                    dm_policy="everyone")
+    alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
+    conv = await group(carol, "alice", "bob")
+    await bob.ok("block", user="alice")
+    await quiet(alice, bob, carol)
+
+    store.held = "append_batch"
+    pending = await alice.send_request("send", conv=conv, cmid="a1", text="can bob read this?")
+    await asyncio.wait_for(store.arrived.wait(), WAIT_S)
+    server.hub.social.graph.forget("alice")  # as another node's "social changed" does
+    store.gate.set()
+    assert (await alice.reply(pending))["t"] == "ok"
+    assert (await carol.event("msg", seq=1))["text"] == "can bob read this?"
+    seen = await bob.event("msg", seq=1)
+    assert seen.get("hidden") is True and "text" not in seen, seen
