@@ -75,7 +75,7 @@ from .models import (
     card_from_wire,
     event_from_wire,
 )
-from .pacing import KIND_OF, Pacer
+from .pacing import KIND_OF, Pacer, share_cost
 
 __all__ = ["RECONNECT_CODES", "REPEATABLE", "Client", "TokenProvider", "connect", "new_cmid"]
 
@@ -619,7 +619,7 @@ class Client:
                 future.exception()  # retrieved, even if nobody waits for it any more
 
     def _pace(self, call: _Call, fields: Mapping[str, Any]) -> None:
-        """Mark a rate-limited request for the pacing queue, or refuse it at once."""
+        """Mark a rate-limited request for the pacing queue, or refuse it at once if the queue is full."""
         kind = KIND_OF.get(call.t)
         if kind is None:
             return
@@ -629,11 +629,9 @@ class Client:
                 keys.append(self._dm_key(user))
             keys.extend(_listed(fields.get("conv")) + _listed(fields.get("convs")))
         call.kind, call.keys = kind, frozenset(keys)
-        call.cost = max(1, len(keys)) if call.t == "share" else 1
-        burst = self._pacer.burst(kind)
-        if burst is not None and call.cost > burst:
-            raise RateLimited(ErrorCode.RATE_LIMITED, f"{call.cost} targets at once are more than "
-                              f"the hub ever accepts ({burst:g}); share in smaller parts", call.t)
+        call.cost = 1
+        if call.t == "share":
+            call.cost = share_cost(_listed(fields.get("to")), _listed(fields.get("convs")))
         if self._pacer.full():
             raise RateLimited(ErrorCode.RATE_LIMITED, f"{self._pacer.max_queued} requests already "
                               "wait for the hub's rate limits (max_queued_requests)", call.t)

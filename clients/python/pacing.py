@@ -10,10 +10,17 @@ kinds wait here and go out in call order at the rate the welcome announced
 - One token bucket per kind, full after each welcome. It keeps a reserve of a tenth
   of the burst (at least one request) unused, so that a hub that reads a few
   requests late, and then all at once, still finds tokens for them.
-- A refusal (another device of the same user may have spent the user's share) puts
-  the request back at its place in the queue and holds its kind for the hub's
+- A share costs what the hub counts: each distinct user in ``to`` and each distinct
+  conversation in ``convs``. One that costs more than the bucket holds (41 to 100
+  targets at the default burst of 40) waits until the bucket is full, then goes out
+  and leaves it in debt, so later requests wait behind it. The hub refuses it once,
+  sets its cost aside and names its time; it then goes out again and passes.
+- A refusal (that one, or another device of the same user spent the user's share)
+  puts the request back at its place in the queue and holds its kind for the hub's
   ``retry_after_ms``; it then goes out again with the same frame (the same ``cmid``),
-  and the application sees no error.
+  and the application sees no error. The hub counts the repeat against nothing (it
+  set the cost aside when it refused), so neither does the bucket: it is empty at
+  the time the hub named, and later requests wait for its tokens after that.
 - Order: requests to the same conversation (a DM by user, a group by id, each
   target of a share) are never on the wire together. If the first were refused and
   the second accepted, the second would get the lower seq; so the second waits for
@@ -31,10 +38,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final, Protocol
 
-__all__ = ["KIND_OF", "Pacer", "TokenBucket"]
+__all__ = ["KIND_OF", "Pacer", "TokenBucket", "share_cost"]
 
 log = logging.getLogger("clipwire.client")
 
@@ -45,14 +52,19 @@ _KINDS: Final = ("send", "history", "friend")
 _DEFAULT_RETRY_S: Final = 1.0
 
 
+def share_cost(to: Sequence[str], convs: Sequence[str]) -> int:
+    """What the hub counts for a share: each of ``to`` and ``convs`` without repeats (a
+    user and their DM in ``convs`` count twice, as the hub delivers twice)."""
+    return max(1, len(set(to)) + len(set(convs)))
+
+
 class TokenBucket:
     """The client's copy of one of its connection's buckets on the hub."""
 
-    __slots__ = ("_cap", "_held_until", "_rate", "_stamp", "_tokens", "burst")
+    __slots__ = ("_cap", "_held_until", "_rate", "_stamp", "_tokens")
 
     def __init__(self) -> None:
         self._rate: float | None = None  # None: not announced; only refusals pace
-        self.burst: float | None = None
         self._cap = self._tokens = 0.0
         self._stamp = 0.0
         self._held_until = 0.0
@@ -60,19 +72,21 @@ class TokenBucket:
     def reset(self, rate: float | None, burst: float | None, now: float) -> None:
         """A new connection: its buckets on the hub start full, so does this one."""
         if rate is None or burst is None or rate <= 0 or burst <= 0:
-            self._rate = self.burst = None
+            self._rate = None
             return
-        self._rate, self.burst = rate, burst
+        self._rate = rate
         self._cap = max(1.0, burst - max(1.0, burst / 10))
         self._tokens, self._stamp = self._cap, now
 
     def wait_s(self, cost: float, now: float) -> float:
-        """Seconds until ``cost`` can be spent (0.0: now)."""
+        """Seconds until ``cost`` can be spent (0.0: now); a cost of 0 (a repeat the hub
+        has set aside the tokens for) waits only for the hold."""
         held = max(0.0, self._held_until - now)
-        if self._rate is None:
+        if self._rate is None or cost <= 0:
             return held
         self._refill(now)
-        # A cost over the cap goes out from a full bucket: the reserve covers it.
+        # A cost over the cap goes out from a full bucket and leaves it in debt: the
+        # reserve covers it up to the burst; past the burst, the hub names its time.
         need = min(cost, self._cap)
         return max(held, (need - self._tokens) / self._rate)
 
@@ -82,11 +96,12 @@ class TokenBucket:
             self._tokens -= cost
 
     def hold(self, until: float, now: float) -> None:
-        """The hub refused: spend nothing before ``until``, and start again from empty."""
+        """The hub refused and set the cost aside until ``until``: spend nothing before
+        then, and be empty then (the hub's bucket is, once the repeat is accepted)."""
         self._held_until = max(self._held_until, until)
         if self._rate is not None:
             self._refill(now)
-            self._tokens = min(self._tokens, 0.0)
+            self._tokens = min(self._tokens, (now - self._held_until) * self._rate)
 
     def _refill(self, now: float) -> None:
         assert self._rate is not None
@@ -115,13 +130,10 @@ class Pacer:
         self._queue: dict[int, Paced] = {}  # released in id order: call order
         self._on_wire: dict[int, Paced] = {}
         self._busy: set[str] = set()  # conversations with a request on the wire
+        self._set_aside: set[int] = set()  # refused on this connection: the repeat is paid
         self._online = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-
-    def burst(self, kind: str) -> float | None:
-        """The announced burst of ``kind`` (None: not announced)."""
-        return self._buckets[kind].burst
 
     def full(self) -> bool:
         return len(self._queue) >= self.max_queued
@@ -138,6 +150,7 @@ class Pacer:
     def offline(self) -> None:
         """The connection dropped: what was on the wire waits here for the next one."""
         self._online = False
+        self._set_aside.clear()  # the hub keeps what it set aside for a connection only
         for call in list(self._on_wire.values()):
             self.enqueue(call)
 
@@ -152,12 +165,14 @@ class Pacer:
         loop = asyncio.get_running_loop()
         wait = _DEFAULT_RETRY_S if retry_after_s is None else retry_after_s
         self._buckets[call.kind].hold(loop.time() + wait, loop.time())
+        self._set_aside.add(call.id)
         self.enqueue(call)
 
     def answered(self, call: Paced) -> None:
         """``call`` got its answer, or its caller stopped waiting: forget it."""
         self._forget(call)
         self._queue.pop(call.id, None)
+        self._set_aside.discard(call.id)
         self._kick()
 
     async def close(self) -> None:
@@ -168,6 +183,7 @@ class Pacer:
         self._queue.clear()
         self._on_wire.clear()
         self._busy.clear()
+        self._set_aside.clear()
 
     def _forget(self, call: Paced) -> None:
         if self._on_wire.pop(call.id, None) is not None:
@@ -208,13 +224,14 @@ class Pacer:
                 continue
             bucket = self._buckets[call.kind]
             now = loop.time()
-            wait = bucket.wait_s(call.cost, now)
+            cost = 0 if call.id in self._set_aside else call.cost
+            wait = bucket.wait_s(cost, now)
             if wait > 0:
                 blocked_kinds.add(call.kind)
                 blocked_keys |= call.keys
                 soonest = wait if soonest is None else min(soonest, wait)
                 continue
-            bucket.take(call.cost, now)
+            bucket.take(cost, now)
             del self._queue[call.id]
             self._on_wire[call.id] = call
             self._busy |= call.keys

@@ -92,3 +92,42 @@ async def test_a_queued_send_that_is_cancelled_is_never_sent(hub_factory: HubFac
     assert [m.text for m in results if isinstance(m, Message)] == kept
     assert [(m.seq, m.text) for m in await messages(bob, 49)] == list(enumerate(kept, 1))
     assert not [e for e in await quiet(bob, 0.3) if isinstance(e, Message)]
+
+
+CARD = {"id": "v42", "url": "https://videos.example/v/42"}
+
+
+async def test_a_share_to_more_targets_than_the_burst_waits_then_passes(
+        hub_factory: HubFactory, sdk: SdkFactory, caplog: pytest.LogCaptureFixture) -> None:
+    hub = await hub_factory(**DEFAULT_RATES)  # burst 40
+    alice = await sdk(hub.url, "alice")
+    session = alice.session
+    targets = [f"u{i}" for i in range(60)]
+    with caplog.at_level(logging.DEBUG, logger="clipwire.client"):
+        results, after = await asyncio.gather(alice.share_video(CARD, to=targets),
+                                              alice.send_text("after", to="bob"))
+    assert [(r.target, r.ok, r.error) for r in results] == [(t, True, None) for t in targets]
+    assert after.seq == 1  # it waited behind the share's debt, then went out
+    # The hub set the share's cost aside and named its time; the same share then passed.
+    assert "share refused for rate" in caplog.text
+    assert alice.session == session and alice.connected
+    assert not [e for e in await quiet(alice, 0.1) if isinstance(e, Disconnected | Reconnected)]
+
+
+async def test_a_share_costs_what_the_hub_counts_each_target_once(
+        hub_factory: HubFactory, sdk: SdkFactory, caplog: pytest.LogCaptureFixture) -> None:
+    hub = await hub_factory(**{**DEFAULT_RATES, "rate_send_per_s": 5.0})  # burst 10
+    alice = await sdk(hub.url, "alice")
+    users = [f"u{i}" for i in range(5)]
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with caplog.at_level(logging.DEBUG, logger="clipwire.client"):
+        # Each user three times: the hub drops the repeats and counts five, so four
+        # tokens are left for the sends, which go out at once.
+        results, *sent = await asyncio.gather(
+            alice.share_video(CARD, to=users * 3),
+            *(alice.send_text("hi", to=f"v{i}") for i in range(4)))
+    assert [(r.target, r.ok) for r in results] == [(u, True) for u in users]
+    assert [m.seq for m in sent] == [1] * 4
+    assert loop.time() - start < 0.6  # counted as fifteen, the sends would wait 1.4 s or more
+    assert "refused for rate" not in caplog.text

@@ -60,7 +60,7 @@ import {
   shareResultFromWire,
   withConversation,
 } from "./models.js";
-import { KIND_OF, Pacer } from "./pacing.js";
+import { KIND_OF, Pacer, shareCost } from "./pacing.js";
 import { type EventIterator, EventStream } from "./stream.js";
 import { PROTOCOL_VERSION, REQUEST_TYPES, SUBPROTOCOL, validateHello, validateRequest } from "./validate.js";
 
@@ -765,7 +765,7 @@ export class Client {
     });
   }
 
-  /** The rate-limit kind, cost and ordering keys of a request; refuse it at once if it can never pass. */
+  /** The rate-limit kind, cost and ordering keys of a request; refuse it at once if the queue is full. */
   private pace(t: string, frame: Frame): Pick<Call, "kind" | "cost" | "keys"> {
     const kind = KIND_OF[t];
     if (kind === undefined) return { kind: "", cost: 0, keys: [] };
@@ -774,13 +774,9 @@ export class Client {
       for (const user of listed(frame["to"])) keys.push(this.dmKey(user));
       keys.push(...listed(frame["conv"]), ...listed(frame["convs"]));
     }
-    const cost = t === "share" ? Math.max(1, keys.length) : 1;
-    const burst = this.pacer.burst(kind);
-    let refusal: string | null = null;
-    if (burst !== null && cost > burst) refusal = `${cost} targets at once are more than the hub ever accepts (${burst}); share in smaller parts`;
-    else if (this.pacer.full) refusal = `${this.pacer.maxQueued} requests already wait for the hub's rate limits (maxQueuedRequests)`;
-    if (refusal !== null) {
-      const failed = new RateLimited("rate_limited", refusal, t);
+    const cost = t === "share" ? shareCost(listed(frame["to"]), listed(frame["convs"])) : 1;
+    if (this.pacer.full) {
+      const failed = new RateLimited("rate_limited", `${this.pacer.maxQueued} requests already wait for the hub's rate limits (maxQueuedRequests)`, t);
       failed.local = true;
       throw failed;
     }

@@ -11,9 +11,17 @@
  * - One token bucket per kind, full after each welcome, keeping a reserve of a
  *   tenth of the burst (at least one) unused: a hub that reads a few requests late,
  *   and then all at once, still finds tokens for them.
- * - A refusal (another device of the same user may have spent the user's share)
+ * - A share costs what the hub counts: each distinct user in `to` and each distinct
+ *   conversation in `convs`. One that costs more than the bucket holds (41 to 100
+ *   targets at the default burst of 40) waits until the bucket is full, then goes out
+ *   and leaves it in debt, so later requests wait behind it. The hub refuses it once,
+ *   sets its cost aside and names its time; it then goes out again and passes.
+ * - A refusal (that one, or another device of the same user spent the user's share)
  *   puts the request back at its place and holds its kind for `retry_after_ms`; the
- *   same frame (the same `cmid`) then goes out again, and the application sees no error.
+ *   same frame (the same `cmid`) then goes out again, and the application sees no
+ *   error. The hub counts the repeat against nothing (it set the cost aside when it
+ *   refused), so neither does the bucket: it is empty at the time the hub named.
+ * - Times come from `performance.now()`, which a wall-clock step does not move.
  * - Order: requests to the same conversation are never on the wire together. If the
  *   first were refused and the second accepted, the second would get the lower seq.
  * - A hub that announces no rates is paced by its refusals alone.
@@ -29,10 +37,16 @@ const KINDS = ["send", "history", "friend"] as const;
 /** How long to hold a kind after a `rate_limited` without `retry_after_ms`. */
 const DEFAULT_RETRY_MS = 1000;
 const MAX_TIMER = 2 ** 31 - 1;
+/** Milliseconds from a monotonic clock (Node 20, browsers and React Native have it). */
+const monotonicMs = (): number => performance.now();
+
+/** What the hub counts for a share: each of `to` and `convs` without repeats. */
+export function shareCost(to: readonly string[], convs: readonly string[]): number {
+  return Math.max(1, new Set(to).size + new Set(convs).size);
+}
 
 /** The client's copy of one of its connection's buckets on the hub (times in ms). */
 export class TokenBucket {
-  burst: number | null = null;
   private ratePerMs: number | null = null; // null: not announced; only refusals pace
   private cap = 0;
   private tokens = 0;
@@ -42,22 +56,23 @@ export class TokenBucket {
   /** A new connection: its buckets on the hub start full, so does this one. */
   reset(ratePerS: unknown, burst: unknown, now: number): void {
     if (typeof ratePerS !== "number" || typeof burst !== "number" || !(ratePerS > 0) || !(burst > 0)) {
-      this.ratePerMs = this.burst = null;
+      this.ratePerMs = null;
       return;
     }
     this.ratePerMs = ratePerS / 1000;
-    this.burst = burst;
     this.cap = Math.max(1, burst - Math.max(1, burst / 10));
     this.tokens = this.cap;
     this.stamp = now;
   }
 
-  /** Milliseconds until `cost` can be spent (0: now). */
+  /** Milliseconds until `cost` can be spent (0: now); a cost of 0 (a repeat the hub
+   *  has set aside the tokens for) waits only for the hold. */
   waitMs(cost: number, now: number): number {
     const held = Math.max(0, this.heldUntil - now);
-    if (this.ratePerMs === null) return held;
+    if (this.ratePerMs === null || cost <= 0) return held;
     this.refill(now);
-    // A cost over the cap goes out from a full bucket: the reserve covers it.
+    // A cost over the cap goes out from a full bucket and leaves it in debt: the
+    // reserve covers it up to the burst; past the burst, the hub names its time.
     return Math.max(held, (Math.min(cost, this.cap) - this.tokens) / this.ratePerMs);
   }
 
@@ -67,12 +82,13 @@ export class TokenBucket {
     this.tokens -= cost;
   }
 
-  /** The hub refused: spend nothing before `until`, and start again from empty. */
+  /** The hub refused and set the cost aside until `until`: spend nothing before then,
+   *  and be empty then (the hub's bucket is, once the repeat is accepted). */
   hold(until: number, now: number): void {
     this.heldUntil = Math.max(this.heldUntil, until);
     if (this.ratePerMs === null) return;
     this.refill(now);
-    this.tokens = Math.min(this.tokens, 0);
+    this.tokens = Math.min(this.tokens, (now - this.heldUntil) * this.ratePerMs);
   }
 
   private refill(now: number): void {
@@ -96,16 +112,12 @@ export class Pacer<C extends Paced> {
   private readonly queue = new Map<number, C>(); // released in id order: call order
   private readonly onWire = new Map<number, C>();
   private readonly busy = new Set<string>(); // conversations with a request on the wire
+  private readonly setAside = new Set<number>(); // refused on this connection: the repeat is paid
   private isOnline = false;
   private scanPending = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(private readonly release: (call: C) => void, readonly maxQueued: number) {}
-
-  /** The announced burst of `kind` (null: not announced). */
-  burst(kind: string): number | null {
-    return this.buckets.get(kind)?.burst ?? null;
-  }
 
   get full(): boolean {
     return this.queue.size >= this.maxQueued;
@@ -113,8 +125,8 @@ export class Pacer<C extends Paced> {
 
   /** A welcome: buckets full at the announced rates, then release what waits. */
   online(limits: Readonly<Record<string, unknown>>): void {
-    const now = Date.now();
-    for (const [kind, bucket] of this.buckets) bucket.reset(limits[`rate_${kind}_per_s`], limits[`rate_${kind}_burst`], now);
+    const at = monotonicMs();
+    for (const [kind, bucket] of this.buckets) bucket.reset(limits[`rate_${kind}_per_s`], limits[`rate_${kind}_burst`], at);
     this.isOnline = true;
     this.kick();
   }
@@ -122,6 +134,7 @@ export class Pacer<C extends Paced> {
   /** The connection dropped: what was on the wire waits here for the next one. */
   offline(): void {
     this.isOnline = false;
+    this.setAside.clear(); // the hub keeps what it set aside for a connection only
     for (const call of [...this.onWire.values()]) this.enqueue(call);
   }
 
@@ -134,8 +147,9 @@ export class Pacer<C extends Paced> {
 
   /** The hub answered `rate_limited`: hold the kind, then send `call` again. */
   refused(call: C, retryAfterMs: number | null): void {
-    const now = Date.now();
-    this.buckets.get(call.kind)!.hold(now + (retryAfterMs ?? DEFAULT_RETRY_MS), now);
+    const at = monotonicMs();
+    this.buckets.get(call.kind)!.hold(at + (retryAfterMs ?? DEFAULT_RETRY_MS), at);
+    this.setAside.add(call.id);
     this.enqueue(call);
   }
 
@@ -143,6 +157,7 @@ export class Pacer<C extends Paced> {
   answered(call: C): void {
     this.forget(call);
     this.queue.delete(call.id);
+    this.setAside.delete(call.id);
     this.kick();
   }
 
@@ -153,6 +168,7 @@ export class Pacer<C extends Paced> {
     this.queue.clear();
     this.onWire.clear();
     this.busy.clear();
+    this.setAside.clear();
   }
 
   private forget(call: C): void {
@@ -189,15 +205,16 @@ export class Pacer<C extends Paced> {
         continue;
       }
       const bucket = this.buckets.get(call.kind)!;
-      const now = Date.now();
-      const wait = bucket.waitMs(call.cost, now);
+      const at = monotonicMs();
+      const cost = this.setAside.has(call.id) ? 0 : call.cost;
+      const wait = bucket.waitMs(cost, at);
       if (wait > 0) {
         blockedKinds.add(call.kind);
         for (const key of call.keys) blockedKeys.add(key);
         soonest = soonest === null ? wait : Math.min(soonest, wait);
         continue;
       }
-      bucket.take(call.cost, now);
+      bucket.take(cost, at);
       this.queue.delete(call.id);
       this.onWire.set(call.id, call);
       for (const key of call.keys) {

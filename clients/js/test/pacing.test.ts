@@ -79,3 +79,42 @@ test("a refusal for the user's limit, spent by another device, is waited out and
   assert.deepEqual(numbered(sent), expected(30, 41));
   assert.deepEqual(numbered(got), expected(30, 41));
 });
+
+const CARD = { id: "v42", url: "https://videos.example/v/42" };
+
+test("a share to more targets than the burst waits for a full bucket, then passes", async () => {
+  const hub = await startHub(); // burst 40
+  const logs: string[] = [];
+  const alice = await clients.as(hub.url, "alice", { logger: { debug: (message: string) => logs.push(message) } });
+  const events = new Inbox(alice);
+  const session = alice.session;
+  const targets = Array.from({ length: 60 }, (_, i) => `u${i}`);
+  const [results, after] = await Promise.all([
+    alice.shareVideo(CARD, { to: targets }),
+    alice.sendText("after", { to: "bob" }),
+  ]);
+  assert.deepEqual(results.map((r) => [r.target, r.ok, r.error ?? null]), targets.map((t) => [t, true, null]));
+  assert.equal(after.seq, 1); // it waited behind the share's debt, then went out
+  // The hub set the share's cost aside and named its time; the same share then passed.
+  assert.ok(logs.some((line) => line.includes("share refused for rate")), "the hub refused once, and the share was repeated");
+  assert.equal(alice.session, session);
+  assert.deepEqual((await events.quiet(100)).filter((e) => e.type === "disconnected" || e.type === "reconnected"), []);
+});
+
+test("a share costs what the hub counts: each target once", async () => {
+  const hub = await startHub("--rate-send-per-s", "5"); // burst 10
+  const logs: string[] = [];
+  const alice = await clients.as(hub.url, "alice", { logger: { debug: (message: string) => logs.push(message) } });
+  const users = Array.from({ length: 5 }, (_, i) => `u${i}`);
+  const start = performance.now();
+  // Each user three times: the hub drops the repeats and counts five, so four tokens
+  // are left for the sends, which go out at once.
+  const [results, ...sent] = await Promise.all([
+    alice.shareVideo(CARD, { to: [...users, ...users, ...users] }),
+    ...Array.from({ length: 4 }, (_, i) => alice.sendText("hi", { to: `v${i}` })),
+  ]);
+  assert.deepEqual(results.map((r) => [r.target, r.ok]), users.map((u) => [u, true]));
+  assert.deepEqual(sent.map((m) => m.seq), [1, 1, 1, 1]);
+  assert.ok(performance.now() - start < 600, "counted as fifteen, the sends would wait 1.4 s or more");
+  assert.ok(!logs.some((line) => line.includes("refused for rate")));
+});

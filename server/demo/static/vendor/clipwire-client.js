@@ -1,4 +1,4 @@
-// clipwire-client 0.1.0 for the Clipwire demo, bundled with @msgpack/msgpack by scripts/build-demo-client (sources e1aea724c806a562): do not edit by hand.
+// clipwire-client 0.1.0 for the Clipwire demo, bundled with @msgpack/msgpack by scripts/build-demo-client (sources aaa7c46893a9ca26): do not edit by hand.
 var __defProp = Object.defineProperty;
 var __defNormalProp = (obj, key, value) => key in obj ? __defProp(obj, key, { enumerable: true, configurable: true, writable: true, value }) : obj[key] = value;
 var __publicField = (obj, key, value) => __defNormalProp(obj, typeof key !== "symbol" ? key + "" : key, value);
@@ -1719,9 +1719,12 @@ var KIND_OF = {
 var KINDS = ["send", "history", "friend"];
 var DEFAULT_RETRY_MS = 1e3;
 var MAX_TIMER = 2 ** 31 - 1;
+var monotonicMs = () => performance.now();
+function shareCost(to, convs) {
+  return Math.max(1, new Set(to).size + new Set(convs).size);
+}
 var TokenBucket = class {
   constructor() {
-    this.burst = null;
     this.ratePerMs = null;
     // null: not announced; only refusals pace
     this.cap = 0;
@@ -1732,19 +1735,19 @@ var TokenBucket = class {
   /** A new connection: its buckets on the hub start full, so does this one. */
   reset(ratePerS, burst, now) {
     if (typeof ratePerS !== "number" || typeof burst !== "number" || !(ratePerS > 0) || !(burst > 0)) {
-      this.ratePerMs = this.burst = null;
+      this.ratePerMs = null;
       return;
     }
     this.ratePerMs = ratePerS / 1e3;
-    this.burst = burst;
     this.cap = Math.max(1, burst - Math.max(1, burst / 10));
     this.tokens = this.cap;
     this.stamp = now;
   }
-  /** Milliseconds until `cost` can be spent (0: now). */
+  /** Milliseconds until `cost` can be spent (0: now); a cost of 0 (a repeat the hub
+   *  has set aside the tokens for) waits only for the hold. */
   waitMs(cost, now) {
     const held = Math.max(0, this.heldUntil - now);
-    if (this.ratePerMs === null) return held;
+    if (this.ratePerMs === null || cost <= 0) return held;
     this.refill(now);
     return Math.max(held, (Math.min(cost, this.cap) - this.tokens) / this.ratePerMs);
   }
@@ -1753,12 +1756,13 @@ var TokenBucket = class {
     this.refill(now);
     this.tokens -= cost;
   }
-  /** The hub refused: spend nothing before `until`, and start again from empty. */
+  /** The hub refused and set the cost aside until `until`: spend nothing before then,
+   *  and be empty then (the hub's bucket is, once the repeat is accepted). */
   hold(until, now) {
     this.heldUntil = Math.max(this.heldUntil, until);
     if (this.ratePerMs === null) return;
     this.refill(now);
-    this.tokens = Math.min(this.tokens, 0);
+    this.tokens = Math.min(this.tokens, (now - this.heldUntil) * this.ratePerMs);
   }
   refill(now) {
     this.tokens = Math.min(this.cap, this.tokens + (now - this.stamp) * this.ratePerMs);
@@ -1775,27 +1779,26 @@ var Pacer = class {
     this.onWire = /* @__PURE__ */ new Map();
     this.busy = /* @__PURE__ */ new Set();
     // conversations with a request on the wire
+    this.setAside = /* @__PURE__ */ new Set();
+    // refused on this connection: the repeat is paid
     this.isOnline = false;
     this.scanPending = false;
     this.timer = null;
-  }
-  /** The announced burst of `kind` (null: not announced). */
-  burst(kind) {
-    return this.buckets.get(kind)?.burst ?? null;
   }
   get full() {
     return this.queue.size >= this.maxQueued;
   }
   /** A welcome: buckets full at the announced rates, then release what waits. */
   online(limits) {
-    const now = Date.now();
-    for (const [kind, bucket] of this.buckets) bucket.reset(limits[`rate_${kind}_per_s`], limits[`rate_${kind}_burst`], now);
+    const at = monotonicMs();
+    for (const [kind, bucket] of this.buckets) bucket.reset(limits[`rate_${kind}_per_s`], limits[`rate_${kind}_burst`], at);
     this.isOnline = true;
     this.kick();
   }
   /** The connection dropped: what was on the wire waits here for the next one. */
   offline() {
     this.isOnline = false;
+    this.setAside.clear();
     for (const call of [...this.onWire.values()]) this.enqueue(call);
   }
   /** Queue `call` at its place in call order (again, after a drop or a refusal). */
@@ -1806,14 +1809,16 @@ var Pacer = class {
   }
   /** The hub answered `rate_limited`: hold the kind, then send `call` again. */
   refused(call, retryAfterMs) {
-    const now = Date.now();
-    this.buckets.get(call.kind).hold(now + (retryAfterMs ?? DEFAULT_RETRY_MS), now);
+    const at = monotonicMs();
+    this.buckets.get(call.kind).hold(at + (retryAfterMs ?? DEFAULT_RETRY_MS), at);
+    this.setAside.add(call.id);
     this.enqueue(call);
   }
   /** `call` got its answer, or failed: forget it. */
   answered(call) {
     this.forget(call);
     this.queue.delete(call.id);
+    this.setAside.delete(call.id);
     this.kick();
   }
   close() {
@@ -1823,6 +1828,7 @@ var Pacer = class {
     this.queue.clear();
     this.onWire.clear();
     this.busy.clear();
+    this.setAside.clear();
   }
   forget(call) {
     if (this.onWire.delete(call.id)) for (const key of call.keys) this.busy.delete(key);
@@ -1855,15 +1861,16 @@ var Pacer = class {
         continue;
       }
       const bucket = this.buckets.get(call.kind);
-      const now = Date.now();
-      const wait = bucket.waitMs(call.cost, now);
+      const at = monotonicMs();
+      const cost = this.setAside.has(call.id) ? 0 : call.cost;
+      const wait = bucket.waitMs(cost, at);
       if (wait > 0) {
         blockedKinds.add(call.kind);
         for (const key of call.keys) blockedKeys.add(key);
         soonest = soonest === null ? wait : Math.min(soonest, wait);
         continue;
       }
-      bucket.take(call.cost, now);
+      bucket.take(cost, at);
       this.queue.delete(call.id);
       this.onWire.set(call.id, call);
       for (const key of call.keys) {
@@ -3046,7 +3053,7 @@ var Client = class {
       }
     });
   }
-  /** The rate-limit kind, cost and ordering keys of a request; refuse it at once if it can never pass. */
+  /** The rate-limit kind, cost and ordering keys of a request; refuse it at once if the queue is full. */
   pace(t, frame) {
     const kind = KIND_OF[t];
     if (kind === void 0) return { kind: "", cost: 0, keys: [] };
@@ -3055,13 +3062,9 @@ var Client = class {
       for (const user2 of listed(frame["to"])) keys.push(this.dmKey(user2));
       keys.push(...listed(frame["conv"]), ...listed(frame["convs"]));
     }
-    const cost = t === "share" ? Math.max(1, keys.length) : 1;
-    const burst = this.pacer.burst(kind);
-    let refusal = null;
-    if (burst !== null && cost > burst) refusal = `${cost} targets at once are more than the hub ever accepts (${burst}); share in smaller parts`;
-    else if (this.pacer.full) refusal = `${this.pacer.maxQueued} requests already wait for the hub's rate limits (maxQueuedRequests)`;
-    if (refusal !== null) {
-      const failed = new RateLimited("rate_limited", refusal, t);
+    const cost = t === "share" ? shareCost(listed(frame["to"]), listed(frame["convs"])) : 1;
+    if (this.pacer.full) {
+      const failed = new RateLimited("rate_limited", `${this.pacer.maxQueued} requests already wait for the hub's rate limits (maxQueuedRequests)`, t);
       failed.local = true;
       throw failed;
     }
