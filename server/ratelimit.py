@@ -15,6 +15,10 @@ that comes before its time, and a refused request while the connection already h
 and goes through the user's limit here too; either way an excess signal is dropped
 silently.
 
+A server-API call acting as a user is a session of its own that no retry comes back
+to: it is refused without a promise, nothing set aside, and ``retry_after_ms`` is when
+its cost fits the buckets, as for any request that is not queued.
+
 Each connection has a bucket per kind (``rate_*_per_s``, burst twice that; typing
 ``typing_per_s``, burst 3). A user's devices together get ``rate_user_scale``
 times a connection's rate and burst. The buckets live on the node serving the
@@ -356,7 +360,12 @@ class RateLimiter:
 
     def check(self, session: Any, kind: str, key: Hashable, cost: int = 1) -> None:
         """Spend ``cost`` of ``kind`` for ``session`` and its user, or raise ``rate_limited``
-        with the time promised to this request; ``key`` names it across its retries."""
+        with the time promised to this request; ``key`` names it across its retries.
+
+        A session whose ``retries_here`` is False (a server-API call) is never seen
+        again, so no retry could claim a promise: it is refused with the time its cost
+        will fit, and nothing is set aside or remembered for it.
+        """
         now = time.monotonic()
         lane = session.lanes.get(kind)
         if lane is None:
@@ -379,6 +388,8 @@ class RateLimiter:
             if cluster is not None:
                 cluster.spend(session.user, kind, cost)
             return
+        if not session.retries_here:
+            raise _refusal(kind, wait)
         promises = lane.promises
         if promises is None:
             promises = lane.promises = {}
