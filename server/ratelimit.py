@@ -11,9 +11,11 @@ connection is closed with 4008 after ``rate_strikes_max`` strikes (refilled one 
 second), and only two things strike: a retry (the same cmid for a send or share,
 the same user for a friend request, the same conv, before and limit for history)
 that comes before its time, and a refused request while the connection already has
-``MAX_PROMISES`` of that kind waiting. Typing has a bucket per connection in live.py
-and goes through the user's limit here too; either way an excess signal is dropped
-silently.
+``max_promises`` of that kind waiting: twice the kind's announced burst, at least 64.
+So a client that retries as told and keeps at most that many of a kind open (sent and
+not yet accepted; one it gives up on counts until 10 s past its time) is never closed.
+Typing has a bucket per connection in live.py and goes through the user's limit here
+too; either way an excess signal is dropped silently.
 
 A server-API call acting as a user is a session of its own that no retry comes back
 to: it is refused without a promise, nothing set aside, and ``retry_after_ms`` is when
@@ -134,10 +136,12 @@ KINDS = {"send": "rate_send_per_s", "history": "rate_history_per_s",
 TYPING_BURST = 3.0
 FRIEND_BURST_MIN = 5.0  # tapping "Add" on several suggested friends at once must work
 STRIKES_PER_S = 1.0
-# Requests of one kind a connection may have refused and waiting for their time: far
-# more than a client keeps open when it pipelines (a handful), and a bound on the memory
-# and on the debt one connection can run up for its user (64 requests' cost).
-MAX_PROMISES = 64
+# Requests of one kind a connection may have refused and waiting for their time:
+# PROMISES_PER_BURST times the kind's announced burst, at least MIN_PROMISES. More than
+# a client keeps open when it paces itself by the burst (the SDKs keep under one), and
+# a bound on the memory and on the debt one connection can run up for its user.
+MIN_PROMISES = 64
+PROMISES_PER_BURST = 2
 EARLY_S = 0.01  # timers: a retry this early, or a tenth of its wait early, is on time
 PROMISE_KEPT_S = 10.0  # a promise not claimed this long after its time is forgotten
 MAX_USERS_TRACKED = 100_000
@@ -156,6 +160,11 @@ class SharedUsage(Protocol):
         the counter ``ttl_s``; return for each the totals of all nodes in that window and
         in the window before."""
         ...
+
+
+def max_promises(burst: float) -> int:
+    """How many requests of a kind with this per-connection ``burst`` may wait their time."""
+    return max(MIN_PROMISES, PROMISES_PER_BURST * math.ceil(burst))
 
 
 def _limits(config: Any, kind: str) -> tuple[float, float, float, float]:
@@ -331,6 +340,7 @@ def _refusal(kind: str, wait_s: float) -> RequestError:
 class RateLimiter:
     def __init__(self, config: Any, shared: SharedUsage | None = None) -> None:
         self._limits = {kind: _limits(config, kind) for kind in KINDS}
+        self._max_promises = {kind: max_promises(limits[1]) for kind, limits in self._limits.items()}
         self._strikes_burst = float(config.rate_strikes_max)
         self._users: dict[str, dict[str, TokenBucket]] = {}
         self.cluster = None if shared is None else ClusterSpend(shared, {
@@ -398,7 +408,7 @@ class RateLimiter:
             if promises[oldest].due > now - PROMISE_KEPT_S:
                 break
             del promises[oldest]
-        if len(promises) >= MAX_PROMISES:
+        if len(promises) >= self._max_promises[kind]:
             self._strike(session)  # more waiting than any client pipelines: not told, ignoring
         else:
             # Set aside here; the cluster counts it when it is claimed (see _claim).

@@ -109,3 +109,22 @@ async def test_five_friend_requests_at_once_then_the_rate(hub_factory: HubFactor
     assert 0 < sixth < seventh
     await asyncio.sleep(sixth / 1000)
     assert (await alice.call("friend.request", user="friend5"))["t"] == "ok"
+
+
+async def test_a_client_with_twice_its_burst_open_at_a_high_rate_is_never_closed(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    # At 100 a second the burst is 200: a client may keep 2 x burst = 400 of a kind open
+    # (SPEC 4008), far past the floor of 64 promises; one connection's own limit binds.
+    hub = await hub_factory(rate_send_per_s=100.0)
+    bob = await dial(hub.url, "bob")
+    conv = (await bob.ok("send", to="alice", cmid="hi", text="hi"))["conv"]
+    alice = await dial(hub.url, "alice")
+    burst = int(alice.welcome["limits"]["rate_send_burst"])
+    window = 2 * burst
+    texts = [f"m{n}" for n in range(window + burst)]
+    waits = await send_paced(alice, [("send", {"conv": conv, "cmid": t, "text": t}) for t in texts],
+                             window=window)
+    assert len(waits) >= burst  # the whole first window was sent at once: half of it waited
+    assert sorted(m["text"] for m in await history_all(bob, conv)) == sorted(["hi", *texts])
+    assert (await alice.call("ping"))["t"] == "ok"
