@@ -17,6 +17,11 @@ not yet accepted; one it gives up on counts until 10 s past its time) is never c
 Typing has a bucket per connection in live.py and goes through the user's limit here
 too; either way an excess signal is dropped silently.
 
+When a connection closes, what it set aside for requests it never claimed is given
+back to its user's buckets, as far as that is exact: for requests after which the
+user's bucket stayed in debt (so no refill was lost to the cap), at most a burst. A
+device that reconnects does not wait behind its own abandoned requests.
+
 A server-API call acting as a user is a session of its own that no retry comes back
 to: it is refused without a promise, nothing set aside, and ``retry_after_ms`` is when
 its cost fits the buckets, as for any request that is not queued.
@@ -80,13 +85,15 @@ log = logging.getLogger("clipwire.ratelimit")
 
 
 class TokenBucket:
-    __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
+    __slots__ = ("_burst", "_rate", "_set_asides", "_solvent", "_stamp", "_tokens")
 
     def __init__(self, rate: float, burst: float) -> None:
         self._rate = rate
         self._burst = burst
         self._tokens = burst
         self._stamp = time.monotonic()
+        self._set_asides = 0  # how many set_aside calls so far
+        self._solvent = 0  # the count of set_aside calls when last seen with tokens >= 0
 
     def take(self, cost: float = 1, now: float | None = None) -> bool:
         """Spend ``cost`` tokens if there are that many; False means over the limit."""
@@ -102,12 +109,31 @@ class TokenBucket:
         if now > self._stamp:  # a ``now`` read before this bucket was made adds nothing
             self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
             self._stamp = now
+        if self._tokens >= 0:
+            self._solvent = self._set_asides
         return 0.0 if self._tokens >= cost else (cost - self._tokens) / self._rate
 
-    def set_aside(self, cost: float) -> None:
+    def set_aside(self, cost: float) -> int:
         """Spend ``cost`` for a request refused now and promised a later time, however
-        far below zero that takes the bucket: whoever asks next waits until it is paid."""
+        far below zero that takes the bucket: whoever asks next waits until it is paid.
+        Returns the mark ``refund`` takes."""
         self._tokens -= cost
+        self._set_asides += 1
+        if self._tokens >= 0:
+            self._solvent = self._set_asides
+        return self._set_asides
+
+    def refund(self, costs: Sequence[tuple[int, float]], now: float | None = None) -> None:
+        """Give back the ``(mark, cost)`` set aside for requests that will not be claimed,
+        but only those after which the bucket has been in debt ever since, and at most a
+        burst: the bucket then never holds more than it would have without them (it
+        cannot have filled up meanwhile, so none of its refill was lost to the cap).
+        Set-asides before a refund are never refunded later (two together could pass a burst)."""
+        self.wait_s(0.0, now)  # brought up to now: in debt still?
+        owed = sum(cost for mark, cost in costs if mark > self._solvent)
+        if owed:
+            self._tokens = min(self._burst, self._tokens + min(owed, self._burst))
+            self._solvent = self._set_asides
 
 
 class Promise(NamedTuple):
@@ -116,6 +142,8 @@ class Promise(NamedTuple):
     early: float  # a retry before this (monotonic) is a strike; from here on it is accepted
     due: float  # the bucket's time for it: now + retry_after
     cost: int
+    user: TokenBucket  # the user's bucket it was set aside from, and set_aside's mark there
+    mark: int
 
 
 class Lane:
@@ -327,8 +355,8 @@ class ClusterSpend:
                 usage.learn(window - 1, total_before)
 
 
-def _promise(now: float, wait_s: float, cost: int) -> Promise:
-    return Promise(now + wait_s - max(EARLY_S, wait_s / 10), now + wait_s, cost)
+def _promise(now: float, wait_s: float, cost: int, user: TokenBucket, mark: int) -> Promise:
+    return Promise(now + wait_s - max(EARLY_S, wait_s / 10), now + wait_s, cost, user, mark)
 
 
 def _refusal(kind: str, wait_s: float) -> RequestError:
@@ -413,8 +441,7 @@ class RateLimiter:
         else:
             # Set aside here; the cluster counts it when it is claimed (see _claim).
             lane.bucket.set_aside(cost)
-            user.set_aside(cost)
-            promises[key] = _promise(now, wait, cost)
+            promises[key] = _promise(now, wait, cost, user, user.set_aside(cost))
         raise _refusal(kind, wait)
 
     def _claim(self, session: Any, promises: dict[Hashable, Promise], kind: str, key: Hashable,
@@ -432,9 +459,21 @@ class RateLimiter:
         # not promise. On time, so no strike: a new time, the tokens still set aside.
         wait = cluster.wait_s(session.user, kind, promise.cost)
         if wait:
-            promises[key] = _promise(now, wait, promise.cost)
+            promises[key] = _promise(now, wait, promise.cost, promise.user, promise.mark)
             raise _refusal(kind, wait)
         cluster.spend(session.user, kind, promise.cost)
+
+    def release(self, session: Any) -> None:
+        """A connection closed: what it had set aside from its user's buckets for requests
+        it will never claim stops holding the user's other devices back (``refund``)."""
+        now = time.monotonic()
+        for lane in session.lanes.values():
+            owed: dict[TokenBucket, list[tuple[int, float]]] = {}
+            for promise in (lane.promises or {}).values():
+                owed.setdefault(promise.user, []).append((promise.mark, promise.cost))
+            for bucket, costs in owed.items():
+                bucket.refund(costs, now)
+            lane.promises = None
 
     def _strike(self, session: Any) -> None:
         strikes = session.strikes
