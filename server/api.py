@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import itertools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -65,6 +66,9 @@ class _ApiSession(Session):
     """A session of the acting user whose replies resolve futures instead of going out."""
 
     __slots__ = ("waiting",)
+    # One per call: a retry is a new session, so a refusal must not hold the user's
+    # tokens for it (they would never be claimed). The backend waits Retry-After.
+    retries_here = False
 
     def __init__(self, user: str, trusted: bool) -> None:
         super().__init__(_NoSocket(), user, None, "server-api", 0)
@@ -86,6 +90,16 @@ class _ApiSession(Session):
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
+
+
+def _refused(exc: RequestError) -> web.Response:
+    """The error of a refused call; over a rate limit, when to try again (body and header)."""
+    body: dict[str, Any] = {"error": str(exc.code), "message": exc.message}
+    headers = {}
+    if exc.retry_after_ms is not None:
+        body["retry_after_ms"] = exc.retry_after_ms
+        headers["Retry-After"] = str(math.ceil(exc.retry_after_ms / 1000))  # whole seconds
+    return web.json_response(body, status=STATUS.get(exc.code, 400), headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +190,7 @@ class ServerApi:
         try:
             return await handler(request)
         except RequestError as exc:
-            return _error(STATUS.get(exc.code, 400), str(exc.code), exc.message)
+            return _refused(exc)
         except TimeoutError:
             return _error(503, "unavailable", "the hub did not answer in time")
 
@@ -209,7 +223,8 @@ class ServerApi:
         await self.hub.dispatch(session, {**fields, "t": t, "id": rid})
         reply = await asyncio.wait_for(future, CALL_TIMEOUT_S)
         if reply["t"] == "error":
-            raise RequestError(ErrorCode(reply["code"]), reply["message"])
+            raise RequestError(ErrorCode(reply["code"]), reply["message"],
+                               retry_after_ms=reply.get("retry_after_ms"))
         return {k: v for k, v in reply.items() if k not in ("t", "id")}
 
     # -- routes ---------------------------------------------------------------

@@ -174,8 +174,9 @@ class HubConfig:
         "for each kind (typing too); with --redis-url across all nodes, not per node"
     )
     rate_strikes_max: int = _setting(
-        20, "strikes (a retry before its retry_after_ms, or a request refused while 64 of its kind "
-        "wait theirs) in a burst (refilled 1 per second) before the connection is closed with 4008"
+        20, "strikes (a retry before its retry_after_ms, or a request refused while twice its kind's "
+        "burst, at least 64, wait theirs) in a burst (refilled 1 per second) before the connection "
+        "is closed with 4008"
     )
     typing_per_s: float = _setting(1.0, "typing signals per second a connection may send (burst 3)")
     watch_ttl_s: float = _setting(600.0, "seconds a watch-together state lives without an update")

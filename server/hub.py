@@ -346,6 +346,7 @@ class Hub:
 
     def _unregister(self, session: Session) -> None:
         session.ended()
+        self.rates.release(session)
         devices = self.sessions.get(session.user)
         if devices is not None:
             devices.discard(session)

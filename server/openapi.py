@@ -37,13 +37,21 @@ _REFUSED = {"description": "members not added: the acting user may not reach the
                            "or a block either way)", "type": "array", "items": _ID}
 _ERROR = {"description": "refused", "content": {"application/json": {"schema": {
     "type": "object", "properties": {"error": {"type": "string"}, "message": {"type": "string"}}}}}}
+_RATE_LIMITED = {
+    "description": "over the acting user's rate limit; nothing was stored. Nothing is held "
+                   "for the call either: send it again after retry_after_ms",
+    "headers": {"Retry-After": {"description": "retry_after_ms in whole seconds, rounded up",
+                                "schema": {"type": "integer", "minimum": 1}}},
+    "content": {"application/json": {"schema": {"type": "object", "properties": {
+        "error": {"const": "rate_limited"}, "message": {"type": "string"},
+        "retry_after_ms": {"type": "integer", "minimum": 1}}}}}}
 _PAIRS = {"type": "array", "maxItems": MAX_PAIRS,
           "items": {"type": "array", "items": _ID, "minItems": 2, "maxItems": 2}}
 
 
 def _op(name: str, summary: str, body: dict[str, Any] | None, result: dict[str, Any],
-        params: list[dict[str, Any]] | None = None, *, body_required: bool = True
-        ) -> dict[str, Any]:
+        params: list[dict[str, Any]] | None = None, *, body_required: bool = True,
+        limited: bool = False) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": name,
         "summary": summary,
@@ -52,6 +60,8 @@ def _op(name: str, summary: str, body: dict[str, Any] | None, result: dict[str, 
             **{code: _ERROR for code in ("400", "401", "403", "404", "413", "503")},
         },
     }
+    if limited:  # served as the acting user, within the user's rate limit
+        op["responses"]["429"] = _RATE_LIMITED
     if body is not None:
         op["requestBody"] = {"required": body_required,
                              "content": {"application/json": {"schema": body}}}
@@ -83,13 +93,13 @@ def document() -> dict[str, Any]:
         "paths": {
             "/v1/messages": {"post": _op(
                 "send", "Send a message as a user or as the system, to a user (DM) or a conversation",
-                message_body, stored)},
+                message_body, stored, limited=True)},
             "/v1/shares": {"post": _op(
                 "share", "Share one video card to many users and conversations",
                 _object({"as": _AS, "cmid": _ID, "video": _CARD, "text": {"type": "string"},
                          "to": {"type": "array", "items": _ID},
                          "convs": {"type": "array", "items": _ID}}, ("cmid", "video")),
-                {"type": "object", "properties": {"results": {"type": "array"}}})},
+                {"type": "object", "properties": {"results": {"type": "array"}}}, limited=True)},
             "/v1/groups": {"post": _op("group_create", "Create a group", _object({
                 "as": _AS, "title": {"type": "string"}, "members": {"type": "array", "items": _ID}}),
                 {"type": "object", "properties": {"conv": _ID, "refused": _REFUSED}})},

@@ -11,9 +11,20 @@ connection is closed with 4008 after ``rate_strikes_max`` strikes (refilled one 
 second), and only two things strike: a retry (the same cmid for a send or share,
 the same user for a friend request, the same conv, before and limit for history)
 that comes before its time, and a refused request while the connection already has
-``MAX_PROMISES`` of that kind waiting. Typing has a bucket per connection in live.py
-and goes through the user's limit here too; either way an excess signal is dropped
-silently.
+``max_promises`` of that kind waiting: twice the kind's announced burst, at least 64.
+So a client that retries as told and keeps at most that many of a kind open (sent and
+not yet accepted; one it gives up on counts until 10 s past its time) is never closed.
+Typing has a bucket per connection in live.py and goes through the user's limit here
+too; either way an excess signal is dropped silently.
+
+When a connection closes, what it set aside for requests it never claimed is given
+back to its user's buckets, as far as that is exact: for requests after which the
+user's bucket stayed in debt (so no refill was lost to the cap), at most a burst. A
+device that reconnects does not wait behind its own abandoned requests.
+
+A server-API call acting as a user is a session of its own that no retry comes back
+to: it is refused without a promise, nothing set aside, and ``retry_after_ms`` is when
+its cost fits the buckets, as for any request that is not queued.
 
 Each connection has a bucket per kind (``rate_*_per_s``, burst twice that; typing
 ``typing_per_s``, burst 3). A user's devices together get ``rate_user_scale``
@@ -74,13 +85,15 @@ log = logging.getLogger("clipwire.ratelimit")
 
 
 class TokenBucket:
-    __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
+    __slots__ = ("_burst", "_rate", "_set_asides", "_solvent", "_stamp", "_tokens")
 
     def __init__(self, rate: float, burst: float) -> None:
         self._rate = rate
         self._burst = burst
         self._tokens = burst
         self._stamp = time.monotonic()
+        self._set_asides = 0  # how many set_aside calls so far
+        self._solvent = 0  # the count of set_aside calls when last seen with tokens >= 0
 
     def take(self, cost: float = 1, now: float | None = None) -> bool:
         """Spend ``cost`` tokens if there are that many; False means over the limit."""
@@ -96,12 +109,31 @@ class TokenBucket:
         if now > self._stamp:  # a ``now`` read before this bucket was made adds nothing
             self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
             self._stamp = now
+        if self._tokens >= 0:
+            self._solvent = self._set_asides
         return 0.0 if self._tokens >= cost else (cost - self._tokens) / self._rate
 
-    def set_aside(self, cost: float) -> None:
+    def set_aside(self, cost: float) -> int:
         """Spend ``cost`` for a request refused now and promised a later time, however
-        far below zero that takes the bucket: whoever asks next waits until it is paid."""
+        far below zero that takes the bucket: whoever asks next waits until it is paid.
+        Returns the mark ``refund`` takes."""
         self._tokens -= cost
+        self._set_asides += 1
+        if self._tokens >= 0:
+            self._solvent = self._set_asides
+        return self._set_asides
+
+    def refund(self, costs: Sequence[tuple[int, float]], now: float | None = None) -> None:
+        """Give back the ``(mark, cost)`` set aside for requests that will not be claimed,
+        but only those after which the bucket has been in debt ever since, and at most a
+        burst: the bucket then never holds more than it would have without them (it
+        cannot have filled up meanwhile, so none of its refill was lost to the cap).
+        Set-asides before a refund are never refunded later (two together could pass a burst)."""
+        self.wait_s(0.0, now)  # brought up to now: in debt still?
+        owed = sum(cost for mark, cost in costs if mark > self._solvent)
+        if owed:
+            self._tokens = min(self._burst, self._tokens + min(owed, self._burst))
+            self._solvent = self._set_asides
 
 
 class Promise(NamedTuple):
@@ -110,6 +142,8 @@ class Promise(NamedTuple):
     early: float  # a retry before this (monotonic) is a strike; from here on it is accepted
     due: float  # the bucket's time for it: now + retry_after
     cost: int
+    user: TokenBucket  # the user's bucket it was set aside from, and set_aside's mark there
+    mark: int
 
 
 class Lane:
@@ -130,10 +164,12 @@ KINDS = {"send": "rate_send_per_s", "history": "rate_history_per_s",
 TYPING_BURST = 3.0
 FRIEND_BURST_MIN = 5.0  # tapping "Add" on several suggested friends at once must work
 STRIKES_PER_S = 1.0
-# Requests of one kind a connection may have refused and waiting for their time: far
-# more than a client keeps open when it pipelines (a handful), and a bound on the memory
-# and on the debt one connection can run up for its user (64 requests' cost).
-MAX_PROMISES = 64
+# Requests of one kind a connection may have refused and waiting for their time:
+# PROMISES_PER_BURST times the kind's announced burst, at least MIN_PROMISES. More than
+# a client keeps open when it paces itself by the burst (the SDKs keep under one), and
+# a bound on the memory and on the debt one connection can run up for its user.
+MIN_PROMISES = 64
+PROMISES_PER_BURST = 2
 EARLY_S = 0.01  # timers: a retry this early, or a tenth of its wait early, is on time
 PROMISE_KEPT_S = 10.0  # a promise not claimed this long after its time is forgotten
 MAX_USERS_TRACKED = 100_000
@@ -152,6 +188,11 @@ class SharedUsage(Protocol):
         the counter ``ttl_s``; return for each the totals of all nodes in that window and
         in the window before."""
         ...
+
+
+def max_promises(burst: float) -> int:
+    """How many requests of a kind with this per-connection ``burst`` may wait their time."""
+    return max(MIN_PROMISES, PROMISES_PER_BURST * math.ceil(burst))
 
 
 def _limits(config: Any, kind: str) -> tuple[float, float, float, float]:
@@ -314,8 +355,8 @@ class ClusterSpend:
                 usage.learn(window - 1, total_before)
 
 
-def _promise(now: float, wait_s: float, cost: int) -> Promise:
-    return Promise(now + wait_s - max(EARLY_S, wait_s / 10), now + wait_s, cost)
+def _promise(now: float, wait_s: float, cost: int, user: TokenBucket, mark: int) -> Promise:
+    return Promise(now + wait_s - max(EARLY_S, wait_s / 10), now + wait_s, cost, user, mark)
 
 
 def _refusal(kind: str, wait_s: float) -> RequestError:
@@ -327,6 +368,7 @@ def _refusal(kind: str, wait_s: float) -> RequestError:
 class RateLimiter:
     def __init__(self, config: Any, shared: SharedUsage | None = None) -> None:
         self._limits = {kind: _limits(config, kind) for kind in KINDS}
+        self._max_promises = {kind: max_promises(limits[1]) for kind, limits in self._limits.items()}
         self._strikes_burst = float(config.rate_strikes_max)
         self._users: dict[str, dict[str, TokenBucket]] = {}
         self.cluster = None if shared is None else ClusterSpend(shared, {
@@ -356,7 +398,12 @@ class RateLimiter:
 
     def check(self, session: Any, kind: str, key: Hashable, cost: int = 1) -> None:
         """Spend ``cost`` of ``kind`` for ``session`` and its user, or raise ``rate_limited``
-        with the time promised to this request; ``key`` names it across its retries."""
+        with the time promised to this request; ``key`` names it across its retries.
+
+        A session whose ``retries_here`` is False (a server-API call) is never seen
+        again, so no retry could claim a promise: it is refused with the time its cost
+        will fit, and nothing is set aside or remembered for it.
+        """
         now = time.monotonic()
         lane = session.lanes.get(kind)
         if lane is None:
@@ -379,6 +426,8 @@ class RateLimiter:
             if cluster is not None:
                 cluster.spend(session.user, kind, cost)
             return
+        if not session.retries_here:
+            raise _refusal(kind, wait)
         promises = lane.promises
         if promises is None:
             promises = lane.promises = {}
@@ -387,13 +436,12 @@ class RateLimiter:
             if promises[oldest].due > now - PROMISE_KEPT_S:
                 break
             del promises[oldest]
-        if len(promises) >= MAX_PROMISES:
+        if len(promises) >= self._max_promises[kind]:
             self._strike(session)  # more waiting than any client pipelines: not told, ignoring
         else:
             # Set aside here; the cluster counts it when it is claimed (see _claim).
             lane.bucket.set_aside(cost)
-            user.set_aside(cost)
-            promises[key] = _promise(now, wait, cost)
+            promises[key] = _promise(now, wait, cost, user, user.set_aside(cost))
         raise _refusal(kind, wait)
 
     def _claim(self, session: Any, promises: dict[Hashable, Promise], kind: str, key: Hashable,
@@ -411,9 +459,21 @@ class RateLimiter:
         # not promise. On time, so no strike: a new time, the tokens still set aside.
         wait = cluster.wait_s(session.user, kind, promise.cost)
         if wait:
-            promises[key] = _promise(now, wait, promise.cost)
+            promises[key] = _promise(now, wait, promise.cost, promise.user, promise.mark)
             raise _refusal(kind, wait)
         cluster.spend(session.user, kind, promise.cost)
+
+    def release(self, session: Any) -> None:
+        """A connection closed: what it had set aside from its user's buckets for requests
+        it will never claim stops holding the user's other devices back (``refund``)."""
+        now = time.monotonic()
+        for lane in session.lanes.values():
+            owed: dict[TokenBucket, list[tuple[int, float]]] = {}
+            for promise in (lane.promises or {}).values():
+                owed.setdefault(promise.user, []).append((promise.mark, promise.cost))
+            for bucket, costs in owed.items():
+                bucket.refund(costs, now)
+            lane.promises = None
 
     def _strike(self, session: Any) -> None:
         strikes = session.strikes

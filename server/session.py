@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from clipwire.protocol import CloseCode, encode
 
@@ -47,6 +47,9 @@ class Session:
 
     __slots__ = ("_expiry", "_held", "_held_bytes", "_held_limit", "conn", "device", "id",
                  "issued_at_ms", "lanes", "name", "strikes", "trusted", "typing_bucket", "user")
+
+    #: A refused request can be retried on this session, so it is promised a time.
+    retries_here: ClassVar[bool] = True
 
     def __init__(self, conn: Connection, user: str, name: str | None, device: str | None,
                  held_limit: int) -> None:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections import deque
 from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 from wire import Dial, HubFactory, RawClient, history_all
+
+from clipwire.server.ratelimit import TokenBucket
 
 Request = tuple[str, dict[str, Any]]
 
@@ -109,3 +112,52 @@ async def test_five_friend_requests_at_once_then_the_rate(hub_factory: HubFactor
     assert 0 < sixth < seventh
     await asyncio.sleep(sixth / 1000)
     assert (await alice.call("friend.request", user="friend5"))["t"] == "ok"
+
+
+async def test_a_client_with_twice_its_burst_open_at_a_high_rate_is_never_closed(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    # At 100 a second the burst is 200: a client may keep 2 x burst = 400 of a kind open
+    # (SPEC 4008), far past the floor of 64 promises; one connection's own limit binds.
+    hub = await hub_factory(rate_send_per_s=100.0)
+    bob = await dial(hub.url, "bob")
+    conv = (await bob.ok("send", to="alice", cmid="hi", text="hi"))["conv"]
+    alice = await dial(hub.url, "alice")
+    burst = int(alice.welcome["limits"]["rate_send_burst"])
+    window = 2 * burst
+    texts = [f"m{n}" for n in range(window + burst)]
+    waits = await send_paced(alice, [("send", {"conv": conv, "cmid": t, "text": t}) for t in texts],
+                             window=window)
+    assert len(waits) >= burst  # the whole first window was sent at once: half of it waited
+    assert sorted(m["text"] for m in await history_all(bob, conv)) == sorted(["hi", *texts])
+    assert (await alice.call("ping"))["t"] == "ok"
+
+
+async def test_a_closed_connections_unclaimed_requests_stop_holding_its_users_limit(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    # One device is the user's whole limit: 5 sends a second, burst 10.
+    hub = await hub_factory(rate_send_per_s=5.0, rate_user_scale=1.0)
+    alice = await dial(hub.url, "alice", device="laptop")
+    ids = [await alice.send_request("send", to="bob", cmid=f"m{n}", text="x") for n in range(20)]
+    refused = [r for r in [await alice.reply(rid) for rid in ids] if r["t"] == "error"]
+    assert len(refused) >= 9  # promised up to ~2 s ahead: the user's bucket is in debt
+    await alice.close()
+    while "alice" in hub.hub.sessions:  # noqa: ASYNC110 - polling the hub's state
+        await asyncio.sleep(0.01)
+    # Reconnected, she waits for one token at most, not behind requests no one will claim.
+    phone = await dial(hub.url, "alice", device="phone")
+    reply = await phone.call("send", to="bob", cmid="p1", text="x")
+    assert reply["t"] == "ok" or reply["retry_after_ms"] <= 201, reply
+
+
+def test_a_refund_never_gives_back_what_the_bucket_would_have_lost_to_its_cap() -> None:
+    bucket, t = TokenBucket(rate=10.0, burst=10.0), time.monotonic()
+    bucket.wait_s(1, t)
+    first = bucket.set_aside(15)  # 10 -> -5
+    bucket.wait_s(1, t + 1)  # back to +5: without the set-aside it would have capped at 10
+    second = bucket.set_aside(10)  # -> -5, in debt since
+    bucket.refund([(first, 15)], t + 1)
+    assert bucket.wait_s(1, t + 1) == pytest.approx(0.6)  # nothing given back
+    bucket.refund([(second, 10)], t + 1)
+    assert bucket.wait_s(5, t + 1) == 0.0 and bucket.wait_s(6, t + 1) > 0  # exactly 10 back
