@@ -213,6 +213,11 @@ class ServerApi:
         fields = {k: v for k, v in body.items() if k != "as"}
         if "as" not in body:
             return _ApiSession(self.hub.config.system_user, trusted=True), fields
+        if body["as"] in self.hub.config.reserved_users():
+            # The system acts by leaving ``as`` out; named, it would be an untrusted user
+            # sharing the system's conversations.
+            raise RequestError.bad("'as' may not name an id the hub reserves; omit it to act "
+                                   "as the system")
         return _ApiSession(body["as"], trusted=False), fields
 
     async def _call(self, session: _ApiSession, fields: dict[str, Any], t: str) -> dict[str, Any]:

@@ -56,7 +56,8 @@ class ClipwireServer:
         self.store: Store = store or make_store(self.config)
         verifier = TokenVerifier.from_settings(config.jwt_algorithm, config.secret,
                                                config.jwt_public_key_file, config.jwt_leeway_s,
-                                               config.jwt_audience, config.jwt_issuer)
+                                               config.jwt_audience, config.jwt_issuer,
+                                               reserved=config.reserved_users())
         presence = usage = None
         if broker is None and self.config.redis_url:
             from .broker.redis import RedisBroker, RedisPresence, RedisUsage

@@ -31,8 +31,12 @@ class Identity:
 
 class TokenVerifier:
     def __init__(self, algorithm: str, key: str, *, leeway_s: float = 5.0,
-                 audience: str | None = None, issuer: str | None = None) -> None:
+                 audience: str | None = None, issuer: str | None = None,
+                 reserved: frozenset[str] = frozenset()) -> None:
         self.algorithm = algorithm
+        # Ids the hub speaks as itself (the system user): a token for one would read
+        # every DM the backend sent as it, and post in its name.
+        self.reserved = reserved
         self._key = key
         self._leeway_s = leeway_s
         self._audience = audience
@@ -41,8 +45,10 @@ class TokenVerifier:
     @classmethod
     def from_settings(cls, algorithm: str, secret: str | None, public_key_file: str | None,
                       leeway_s: float, audience: str | None = None,
-                      issuer: str | None = None) -> TokenVerifier:
-        checks = {"leeway_s": leeway_s, "audience": audience, "issuer": issuer}
+                      issuer: str | None = None,
+                      reserved: frozenset[str] = frozenset()) -> TokenVerifier:
+        checks = {"leeway_s": leeway_s, "audience": audience, "issuer": issuer,
+                  "reserved": reserved}
         if algorithm == "HS256":
             if not secret:
                 raise ValueError("HS256 needs a secret")
@@ -81,11 +87,27 @@ class TokenVerifier:
         user = claims["sub"]
         if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_CHARS or not user.isprintable():
             raise RequestError(ErrorCode.UNAUTHORIZED, "token 'sub' is not a valid user id")
+        if user in self.reserved:
+            raise RequestError(ErrorCode.UNAUTHORIZED, "token 'sub' is an id the hub reserves")
         name = claims.get("name")
         iat = claims.get("iat")
         return Identity(user, float(claims["exp"]) + self._leeway_s,
                         name if isinstance(name, str) else None,
                         int(iat * 1000) if isinstance(iat, int | float) else None)
+
+
+def revoked(issued_at_ms: int | None, before_ms: int) -> bool:
+    """Whether a token issued at ``issued_at_ms`` falls under a revocation at ``before_ms``.
+
+    ``iat`` has whole seconds, so a token minted in the revoke's own second cannot be
+    told apart: before or after it. Those are accepted (compared at second granularity),
+    else a backend that revokes and re-issues at once would be refused its new token;
+    the cost is that a token issued at most a second before the revoke survives it.
+    A token without ``iat`` is always refused once its user has a revocation.
+    """
+    if before_ms <= 0:
+        return False
+    return issued_at_ms is None or issued_at_ms < before_ms // 1000 * 1000
 
 
 def sign_token(secret: str, user: str, *, ttl_s: float = 86_400, name: str | None = None,

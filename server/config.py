@@ -53,7 +53,10 @@ class HubConfig:
         None, "key the backend sends as Authorization: Bearer ...; the API is off without one",
         secret=True,
     )
-    system_user: str = _setting("system", "user id of messages the backend sends as the system")
+    system_user: str = _setting(
+        "system", "user id of messages the backend sends as the system (reserved: no token or "
+        "`as` may name it)"
+    )
     workers: int = _setting(1, "hub processes sharing the port (more than 1 needs --redis-url)")
     reuse_port: bool = _setting(False, "listen with SO_REUSEPORT, so several processes share the port")
     db: str = _setting("./clipwire.db", "SQLite database file (when no --database-url is given)")
@@ -229,6 +232,10 @@ class HubConfig:
 
     def with_values(self, **values: Any) -> HubConfig:
         return replace(self, **values)
+
+    def reserved_users(self) -> frozenset[str]:
+        """User ids the hub acts as itself: no token may name one, no API call act as one."""
+        return frozenset({self.system_user})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, config_file: str | None = None,

@@ -29,7 +29,7 @@ from clipwire.protocol import (
 )
 from clipwire.protocol import frames as f
 
-from .auth import Identity, TokenVerifier
+from .auth import Identity, TokenVerifier, revoked
 from .broker.base import Broker
 from .cluster import Cluster
 from .config import HubConfig
@@ -766,7 +766,7 @@ class Hub:
 
     async def _check_revoked(self, identity: Identity) -> None:
         before = await self.store.revoked_before(identity.user)
-        if before and (identity.issued_at_ms is None or identity.issued_at_ms < before):
+        if revoked(identity.issued_at_ms, before):
             raise RequestError(ErrorCode.UNAUTHORIZED, "token revoked")
 
     async def revoke(self, user: str, before_ms: int) -> int:
@@ -774,7 +774,7 @@ class Hub:
         await self.store.revoke(user, before_ms)
         closed = 0
         for session in list(self.sessions.get(user, ())):
-            if session.issued_at_ms is None or session.issued_at_ms < before_ms:
+            if revoked(session.issued_at_ms, before_ms):
                 session.close(CloseCode.UNAUTHORIZED, "token revoked")
                 closed += 1
         return closed

@@ -138,6 +138,55 @@ async def test_blocks_disconnect_and_revoke(api: tuple[ClipwireServer, Backend],
     assert token("hank")
 
 
+async def test_a_token_from_the_revokes_own_second_is_accepted(
+    api: tuple[ClipwireServer, Backend]
+) -> None:
+    hub, backend = api
+    second = int(time.time())
+    # ``iat`` has whole seconds: a token of the revoke's second may be its replacement.
+    kept = await RawClient.open(hub.url)
+    assert (await kept.hello(sign_token(SECRET, "ivan", iat=second)))["user"] == "ivan"
+    gone = await RawClient.open(hub.url)
+    await gone.hello(sign_token(SECRET, "ivan", iat=second - 1))
+    revoked = await backend.ok("POST", "/v1/users/ivan/revoke", {"before_ms": second * 1000 + 900})
+    assert revoked["closed"] == 1
+    assert (await gone.closed())[0] == 4001
+    fresh = await RawClient.open(hub.url)
+    assert (await fresh.hello(sign_token(SECRET, "ivan", iat=second)))["user"] == "ivan"
+    old = await RawClient.open(hub.url)
+    reply = await old.call("hello", v=1, token=sign_token(SECRET, "ivan", iat=second - 1))
+    assert (reply["code"], reply["message"]) == ("unauthorized", "token revoked")
+    assert (await kept.call("ping"))["t"] == "ok"  # still open
+    for client in (kept, fresh, old):
+        await client.close()
+
+
+async def test_the_system_user_id_is_reserved(api: tuple[ClipwireServer, Backend], dial: Dial) -> None:
+    hub, backend = api
+    alice = await dial(hub.url, "alice")
+    reset = await backend.ok("POST", "/v1/messages", {"to": "alice", "cmid": "r1", "text": "code 4711"})
+    assert (await alice.event("msg"))["from"] == "system"
+    # A token for the system would read that DM and post as the system: refused at hello.
+    client = await RawClient.open(hub.url)
+    reply = await client.call("hello", v=1, token=token("system"))
+    assert (reply["code"], reply["message"]) == ("unauthorized", "token 'sub' is an id the hub reserves")
+    assert (await client.closed())[0] == 4001
+    # Named in ``as``, it is no ordinary user sharing the system's conversations.
+    status, err = await backend.call("POST", "/v1/messages",
+                                     {"as": "system", "conv": reset["conv"], "cmid": "r2", "text": "x"})
+    assert (status, err["error"]) == (400, "bad_request") and "'as'" in err["message"]
+    page = await backend.ok("GET", f"/v1/conversations/{reset['conv']}/messages")
+    assert [m["cmid"] for m in page["messages"]] == ["r1"]
+
+
+async def test_a_renamed_system_user_is_the_one_reserved(hub_factory: HubFactory, dial: Dial) -> None:
+    hub = await hub_factory(system_user="clipwire-bot")
+    client = await RawClient.open(hub.url)
+    reply = await client.call("hello", v=1, token=token("clipwire-bot"))
+    assert (reply["code"], reply["message"]) == ("unauthorized", "token 'sub' is an id the hub reserves")
+    assert (await dial(hub.url, "system")).welcome["user"] == "system"  # an ordinary id again
+
+
 async def test_a_video_made_unavailable_becomes_a_tombstone_everywhere(
     api: tuple[ClipwireServer, Backend], dial: Dial
 ) -> None:
