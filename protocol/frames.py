@@ -64,10 +64,13 @@ class VideoCard:
     author: str | None = None
     duration_ms: int | None = None
     at_ms: int | None = None
+    #: Set by the hub only (never parsed from a client): ``False`` when the card
+    #: resolver could not confirm the card and the hub delivers the sender's as sent.
+    verified: bool | None = None
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "url": self.url}
-        for name in ("thumb", "caption", "author", "duration_ms", "at_ms"):
+        for name in ("thumb", "caption", "author", "duration_ms", "at_ms", "verified"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

@@ -30,7 +30,7 @@ HELP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cluster", ("workers", "reuse_port", "redis_url", "presence_ttl_s")),
     ("limits", ("max_", "hello_timeout_s", "resume_", "send_buffer_bytes", "watch_ttl_s")),
     ("rates", ("rate_", "typing_per_s")),
-    ("hooks", ("dm_policy", "dm_policy_url", "card_resolver_url", "hook_")),
+    ("hooks", ("dm_policy", "dm_policy_url", "card_resolver_url", "card_resolver_failure", "hook_")),
     ("webhooks", ("webhook_",)),
     ("logs", ("log_",)),
 )

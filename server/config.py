@@ -26,6 +26,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "jwt_algorithm": ("HS256", "RS256", "ES256"),
     "transport": ("websockets", "picows"),
     "dm_policy": ("friends", "everyone"),
+    "card_resolver_failure": ("refuse", "unverified"),
     "sqlite_synchronous": ("FULL", "NORMAL", "EXTRA"),
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     "log_format": ("text", "json"),
@@ -119,8 +120,12 @@ class HubConfig:
     )
     card_resolver_url: str | None = _setting(
         None, "backend URL giving a shared video's card: GET with {id} filled in, answering "
-        "{url, thumb?, caption?, author?, duration_ms?}; on any failure the client's card is kept",
+        "{url, thumb?, caption?, author?, duration_ms?}; a 404 refuses the share (not_found)",
         secret=True,
+    )
+    card_resolver_failure: str = _setting(
+        "refuse", "when --card-resolver-url gives no card (timeout, error, bad answer): refuse "
+        "(unavailable) or unverified (deliver the sender's card marked verified: false)"
     )
     hook_timeout_s: float = _setting(0.5, "seconds --dm-policy-url and --card-resolver-url may take")
     hook_cache_ttl_s: float = _setting(

@@ -18,9 +18,13 @@ that video, which must pass the protocol's card validation. The stored card is
 the backend's, with the shared ``id`` and the sharer's start moment ``at_ms``
 (dropped if it lies beyond the backend's ``duration_ms``); nothing else of the
 client's card survives, so a client cannot forge a url, thumbnail or duration.
-It **falls back**: on a timeout, an error, another status (404 included) or an
-invalid card, the client's card is stored as the protocol validated it, and the
-failure is logged and counted; failures are not cached.
+It **never passes the client's card off as the backend's**: a 404 means the
+backend knows no such video, and the send or share is refused (``not_found``).
+Any other failure (a timeout, an error, another status, an invalid card) is
+logged and counted, never cached, and then ``--card-resolver-failure`` decides:
+``refuse`` (the default) answers ``unavailable``, so the client may retry;
+``unverified`` stores the client's card as the protocol validated it, marked
+``verified: false`` for every reader.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Hashable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -38,7 +43,14 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter
 from yarl import URL
 
-from clipwire.protocol import DEFAULT_LIMITS, Limits, RequestError, VideoCard, parse_video_card
+from clipwire.protocol import (
+    DEFAULT_LIMITS,
+    ErrorCode,
+    Limits,
+    RequestError,
+    VideoCard,
+    parse_video_card,
+)
 
 from .webhooks import ThrottledLog
 
@@ -55,6 +67,14 @@ V = TypeVar("V")
 
 class HookFailure(Exception):
     """The backend gave no usable answer (the message says why, for the log)."""
+
+
+class HookNotFound(HookFailure):
+    """The backend answered 404: it knows no such thing (an answer, not an outage)."""
+
+
+#: What ``_lookup`` gives for a 404, told apart from ``None`` (no usable answer).
+NOT_FOUND: Any = object()
 
 
 class TtlCache(Generic[K, V]):
@@ -140,6 +160,9 @@ class _HttpHook(Generic[K, V]):
         try:
             async with asyncio.timeout(self.timeout_s):
                 value = self._interpret(key, await self._get(url))
+        except HookNotFound as exc:
+            self._failed(str(exc))
+            return NOT_FOUND  # type: ignore[no-any-return]
         except Exception as exc:  # whatever went wrong, the caller gets its documented fallback
             self._failed(f"no answer within {self.timeout_s} s" if isinstance(exc, TimeoutError)
                          else str(exc) if isinstance(exc, HookFailure)
@@ -159,6 +182,8 @@ class _HttpHook(Generic[K, V]):
             self._session = aiohttp.ClientSession(headers={"User-Agent": "clipwire-hooks",
                                                            "Accept": "application/json"})
         async with self._session.get(url) as response:
+            if response.status == 404:
+                raise HookNotFound("HTTP 404")
             if response.status != 200:
                 raise HookFailure(f"HTTP {response.status}")
             body = await response.content.read(MAX_ANSWER_BYTES + 1)
@@ -214,26 +239,37 @@ class HttpDmPolicy(_HttpHook[tuple[str, str], bool]):
 
 
 class HttpCardResolver(_HttpHook[str, VideoCard]):
-    """A :class:`~clipwire.server.policy.CardResolver` asking the backend; falls back to the client's card."""
+    """A :class:`~clipwire.server.policy.CardResolver` asking the backend; refuses unknown videos.
+
+    ``on_failure`` is ``refuse`` or ``unverified`` (``--card-resolver-failure``).
+    """
 
     name = "card"
 
-    def __init__(self, url: str, *, limits: Limits = DEFAULT_LIMITS, **options: Any) -> None:
+    def __init__(self, url: str, *, limits: Limits = DEFAULT_LIMITS, on_failure: str = "refuse",
+                 **options: Any) -> None:
         super().__init__(url, **options)
         self.limits = limits
+        self.on_failure = on_failure
 
     @classmethod
     def from_config(cls, config: HubConfig) -> HttpCardResolver | None:
         """The resolver ``--card-resolver-url`` asks for, or None when it is not set."""
         if not config.card_resolver_url:
             return None
-        return cls(config.card_resolver_url, limits=config.limits, timeout_s=config.hook_timeout_s,
+        return cls(config.card_resolver_url, limits=config.limits,
+                   on_failure=config.card_resolver_failure, timeout_s=config.hook_timeout_s,
                    cache_ttl_s=config.hook_cache_ttl_s, cache_size=config.hook_cache_size)
 
     async def resolve(self, card: VideoCard) -> VideoCard:
         known = await self._lookup(card.id, _fill(self.url, id=card.id))
+        if known is NOT_FOUND:
+            raise RequestError(ErrorCode.NOT_FOUND, f"no video '{card.id}' is known")
         if known is None:
-            return card
+            if self.on_failure == "unverified":
+                return replace(card, verified=False)
+            raise RequestError(ErrorCode.UNAVAILABLE, "the video's card could not be checked; "
+                               "try again later")
         at_ms = card.at_ms
         if at_ms is not None and known.duration_ms is not None and at_ms > known.duration_ms:
             at_ms = None

@@ -64,6 +64,8 @@ def card_from_wire(value: Any) -> VideoCard | None:
         author=_opt_str(value.get("author")),
         duration_ms=_opt_int(value.get("duration_ms")),
         at_ms=_opt_int(value.get("at_ms")),
+        # False: the hub's card resolver could not confirm this card (the sender's, as sent).
+        verified=value["verified"] if isinstance(value.get("verified"), bool) else None,
     )
 
 
