@@ -135,3 +135,5 @@ class Groups:
         self.hub.deliver(gone, encode({"t": "conv", "conv": conv.conv, "kind": conv.kind,
                                        "removed": True}))
         self.hub.announce(conv, conv.members)
+        # Presence is shared with strangers only while a conversation is.
+        self.hub.spawn(self.hub.social.parted(gone, list(conv.members)))

@@ -294,6 +294,8 @@ class Hub:
         convs = await self.store.user_conversations(session.user)
         if self.cluster is not None and len(self.sessions.get(session.user, ())) == 1:
             await self.cluster.user_here(session.user, {c.conv: c.last_seq for c in convs})
+        record = await self.social.graph.record(session.user)
+        hidden = record.blocking | record.blocked_by
         listed = []
         for c in convs:
             item: dict[str, Any] = {"conv": c.conv, "kind": c.kind, "last_seq": c.last_seq,
@@ -304,7 +306,7 @@ class Hub:
                 item["title"] = c.title
                 item["members"] = list(c.members)
                 item["owner"] = c.owner
-            watching = self.live.current(c.conv)
+            watching = self.live.current(c.conv, hidden)
             if watching is not None:
                 item["watch"] = watching.to_wire()
             listed.append(item)

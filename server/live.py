@@ -9,6 +9,7 @@ without an update.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,14 +74,19 @@ class LiveSignals:
         self._expire(ts)
         session.reply({"t": "ok", "id": req.id, "ts": ts})
         event = {"t": "watch", "conv": conv.conv, **state.to_wire()}
-        self.hub.deliver(conv.members, encode(event), skip=session, conv=conv.conv, ephemeral=True)
+        # Like typing: nothing of a blocked user's activity, either way.
+        record = await self.hub.social.graph.record(session.user)
+        hidden = record.blocking | record.blocked_by
+        audience = [u for u in conv.members if u not in hidden]
+        self.hub.deliver(audience, encode(event), skip=session, conv=conv.conv, ephemeral=True)
 
-    def current(self, conv: str) -> WatchState | None:
-        """The live playback state of ``conv``, if one was set recently."""
+    def current(self, conv: str, hidden: Collection[str] = ()) -> WatchState | None:
+        """The live playback state of ``conv``, if one was set recently by someone not
+        ``hidden`` (blocked by the asker, or blocking them)."""
         state = self._watch.get(conv)
         if state is None or state.ts < self.hub.now_ms() - self.hub.config.watch_ttl_s * 1000:
             return None
-        return state
+        return None if state.by in hidden else state
 
     def _expire(self, now_ms: int) -> None:
         cutoff = now_ms - self.hub.config.watch_ttl_s * 1000

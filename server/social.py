@@ -9,6 +9,7 @@ connected to this hub, so a restart never leaves anyone shown online.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -147,6 +148,8 @@ class Social:
         # Users announced online and not yet announced offline. Counting devices at
         # came_online is not enough: two devices whose welcomes overlap each see two.
         self._online: set[str] = set()
+        # watched user -> presence events for this node's watchers, in order, not yet sent
+        self._to_send: dict[str, deque[tuple[list[Session], bytes]]] = {}
 
     def handlers(self) -> dict[type, Handler]:
         return {
@@ -213,10 +216,67 @@ class Social:
             self.hub.cluster.forward_presence(user, data, skip)
 
     def to_watchers(self, user: str, data: bytes, skip: Any) -> None:
-        """Push a presence event to this node's connections watching ``user``."""
-        for watcher in self._watchers.get(user, ()):
-            if watcher.user not in skip:
-                watcher.push(data)
+        """Push a presence event to this node's connections watching ``user``.
+
+        A watch may have been granted by a group shared then and left since (on any
+        node), so each watcher is asked again, against the store, before it hears:
+        presence goes only to friends and to users sharing a conversation now. Events
+        about one user are sent in order, one after the other.
+        """
+        watchers = [w for w in self._watchers.get(user, ()) if w.user not in skip]
+        if not watchers:
+            return
+        queue = self._to_send.get(user)
+        if queue is None:
+            queue = self._to_send[user] = deque()
+            self.hub.spawn(self._send_to_watchers(user, queue))
+        queue.append((watchers, data))
+
+    async def _send_to_watchers(self, user: str, queue: deque[tuple[list[Session], bytes]]) -> None:
+        try:
+            while queue:
+                watchers, data = queue[0]
+                for watcher in watchers:
+                    if await self._still_sees(watcher.user, user):
+                        watcher.push(data)
+                    else:  # not told again, even if they share a group later: ask anew
+                        self._unwatch(watcher, user)
+                queue.popleft()
+        finally:
+            del self._to_send[user]
+
+    async def _still_sees(self, viewer: str, user: str) -> bool:
+        try:
+            return await self._may_see(viewer, user, await self.graph.record(viewer))
+        except StoreUnavailable as exc:  # unsure: nothing is told
+            log.warning("presence of %s not told to %s: %s", user, viewer, exc)
+            return False
+
+    def _unwatch(self, session: Session, user: str) -> None:
+        self._watching.get(session, set()).discard(user)
+        sessions = self._watchers.get(user)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self._watchers[user]
+
+    async def parted(self, gone: Sequence[str], stay: Sequence[str]) -> None:
+        """``gone`` left a group (or were removed) where ``stay`` remain: each pair that is
+        neither friends nor sharing another conversation now looks offline to each other,
+        as after a block, and hears no more of the other's presence (``to_watchers``)."""
+        for user in gone:
+            record = await self.graph.record(user)
+            for other in stay:
+                if (other == user or other in record.friends or other in record.blocking
+                        or other in record.blocked_by
+                        or await self.hub.store.share_conversation(user, other)):
+                    continue  # a block already said so
+                self.hub.deliver((other,), encode({"t": "presence", "user": user,
+                                                   "online": False, "last_seen": None}),
+                                 ephemeral=True)
+                self.hub.deliver((user,), encode({"t": "presence", "user": other,
+                                                  "online": False, "last_seen": None}),
+                                 ephemeral=True)
 
     async def lost(self, users: list[str]) -> None:
         """Users whose node died without saying goodbye: offline, last seen now."""

@@ -271,3 +271,32 @@ async def test_a_block_ends_what_a_watcher_hears(hub_factory: HubFactory, dial: 
     await dave.event("presence", user="carol", online=True)
     await settle(alice)
     assert queued_of(alice, "presence") == []
+
+
+async def test_a_blocked_user_never_pulls_the_blocker_into_a_group(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
+    alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
+    mine = await group(alice, "bob", "carol", title="alice's")
+    theirs = await group(carol, "alice", title="carol's")
+    await bob.ok("block", user="alice")
+    await bob.ok("group.leave", conv=mine)
+    await quiet(alice, bob, carol)
+
+    # Not back into the group bob left, not into a new one, not into a third party's.
+    assert (await alice.ok("group.add", conv=mine, members=["bob"]))["refused"] == ["bob"]
+    created = await alice.ok("group.create", members=["bob", "carol"], title="you can't leave")
+    assert created["refused"] == ["bob"]
+    assert (await alice.ok("group.add", conv=theirs, members=["bob"]))["refused"] == ["bob"]
+    await settle(alice, bob, carol)
+    assert queued_of(bob, "conv") == []
+    assert [c["conv"] for c in (await join("bob")).welcome["convs"]] == []
+    # Nor may bob add alice anywhere while he blocks her.
+    assert (await bob.ok("group.create", members=["alice"], title="x"))["refused"] == ["alice"]
+    assert (await carol.ok("group.add", conv=mine, members=["bob"]))["refused"] == []
+
+    # A third party may put both in one group; bob then sees alice's messages as stubs.
+    assert (await carol.ok("group.add", conv=theirs, members=["bob"]))["refused"] == []
+    await alice.ok("send", conv=theirs, cmid="a1", text="hi all")
+    assert (await bob.event("msg", conv=theirs))["hidden"] is True

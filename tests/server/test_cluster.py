@@ -122,3 +122,24 @@ async def test_membership_and_friendship_changes_cross_nodes(tmp_path: Path, dia
     finally:
         for server in servers:
             await server.close()
+
+
+async def test_leaving_a_group_ends_a_strangers_presence_watch_on_another_node(
+    nodes: Nodes, dial: Dial
+) -> None:
+    a, b, c = await nodes(3)
+    alice, carol = await dial(a.url, "alice"), await dial(c.url, "carol")
+    bob = await dial(b.url, "bob")
+    conv = (await carol.ok("group.create", members=["alice", "bob"], title="once"))["conv"]
+    await alice.ok("presence", users=["bob"])  # (online per node here: no shared registry)
+    await bob.close()
+    assert (await alice.event("presence", user="bob"))["online"] is False  # watched across nodes
+    bob = await dial(b.url, "bob")
+    assert (await alice.event("presence", user="bob"))["online"] is True
+
+    await carol.ok("group.remove", conv=conv, members=["bob"])  # on a third node
+    assert await alice.event("presence", user="bob") == {
+        "t": "presence", "user": "bob", "online": False, "last_seen": None}
+    await bob.close()
+    await dial(b.url, "bob")
+    await alice.no_event("presence")

@@ -213,3 +213,59 @@ async def test_a_killed_hub_restarts_with_nobody_online(hub_process: HubProcess)
         assert (await bob.ok("presence", users=["alice"]))["users"] == bob.welcome["friends"]
     finally:
         await bob.close()
+
+
+async def test_leaving_a_group_ends_presence_between_strangers_both_ways(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
+    alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
+    conv = await group(carol, "alice", "bob")
+    # alice and bob are strangers who share carol's group: each watches the other.
+    assert (await alice.ok("presence", users=["bob"]))["users"][0]["online"] is True
+    assert (await bob.ok("presence", users=["alice"]))["users"][0]["online"] is True
+    await bob.ok("group.leave", conv=conv)
+    # At once, each looks offline and never seen to the other, as after a block.
+    gone = {"t": "presence", "online": False, "last_seen": None}
+    assert await alice.event("presence", user="bob") == {**gone, "user": "bob"}
+    assert await bob.event("presence", user="alice") == {**gone, "user": "alice"}
+    await quiet(alice, bob, carol)
+
+    # And never again: neither hears the other come and go.
+    await bob.close()
+    await join("bob")
+    await alice.close()
+    alice = await join("alice")
+    await settle(alice, carol)
+    assert queued_of(alice, "presence") == []
+    # Asking again shows nothing either.
+    assert (await alice.ok("presence", users=["bob"]))["users"] == [
+        {"user": "bob", "online": False, "last_seen": None}]
+
+
+async def test_being_removed_from_a_group_ends_presence_between_strangers(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
+    alice, bob, carol, dave = await join("alice"), await join("bob"), await join("carol"), await join("dave")
+    conv = await group(carol, "alice", "bob", "dave")
+    await befriend(alice, dave)  # friends keep each other whatever the group does
+    await alice.ok("presence", users=["bob", "dave"])
+    await bob.ok("presence", users=["alice"])
+    await carol.ok("group.remove", conv=conv, members=["alice"])
+    assert (await alice.event("presence", user="bob"))["online"] is False
+    await quiet(alice, bob, carol, dave)
+
+    for user in ("bob", "dave"):
+        client = bob if user == "bob" else dave
+        await client.close()
+        if user == "dave":
+            await alice.event("presence", user="dave", online=False)
+    await join("bob")
+    await join("dave")
+    await alice.event("presence", user="dave", online=True)
+    await alice.close()
+    await settle(carol)
+    alice = await join("alice")
+    await settle(alice)
+    assert queued_of(alice, "presence", user="bob") == []

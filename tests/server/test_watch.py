@@ -123,3 +123,26 @@ async def test_watch_state_lives_in_memory_only(hub_factory: HubFactory, dial: D
     await first.close()
     _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
     assert watch_of(await join("bob"), conv) is None
+
+
+async def test_a_blocked_users_watch_does_not_reach_the_blocker_either_way(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
+    alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
+    conv = await group(carol, "alice", "bob")
+    await bob.ok("block", user="alice")
+    await quiet(alice, bob, carol)
+
+    await alice.ok("watch", conv=conv, video_id="clip-1", pos_ms=0, playing=True)
+    assert (await carol.event("watch"))["by"] == "alice"
+    await settle(alice, bob, carol)
+    assert queued_of(bob, "watch") == []
+    # Nor in a later welcome: the state set by alice is not shown to bob.
+    assert watch_of(await join("bob"), conv) is None
+    assert watch_of(await join("carol"), conv) is not None
+
+    await bob.ok("watch", conv=conv, video_id="clip-2", pos_ms=0, playing=True)
+    assert (await carol.event("watch"))["by"] == "bob"
+    await settle(bob, alice)
+    assert queued_of(alice, "watch") == []
