@@ -272,13 +272,17 @@ class ServerApi:
             await self.hub.social.set_block(blocker, blocked, call.body["blocked"])
         return {"pairs": len(pairs)}
 
+    # Only this node's count is known when the call returns: the other nodes close
+    # their sessions when the broker's event arrives (or the revocation re-check runs).
     async def _disconnect(self, call: Call) -> dict[str, Any]:
-        return {"closed": self.hub.disconnect_user(call.path["user"])}
+        closed = self.hub.disconnect_user(call.path["user"])
+        return {"closed_here": closed, "other_nodes_told": self.hub.cluster is not None}
 
     async def _revoke(self, call: Call) -> dict[str, Any]:
         before = call.body.get("before_ms", self.hub.now_ms())
         closed = await self.hub.revoke(call.path["user"], before)
-        return {"closed": closed, "before_ms": before}
+        return {"closed_here": closed, "other_nodes_told": self.hub.cluster is not None,
+                "before_ms": before}
 
     async def _presence(self, call: Call) -> dict[str, Any]:
         users = [u for u in call.query["users"].split(",") if u][:1000]

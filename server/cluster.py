@@ -13,7 +13,10 @@ Envelope: 4-byte length, orjson header ``{n: node, u: users, c: conv, s: seq,
 k: kind}``, then the already-encoded frame. Kinds: ``d`` deliver, ``m`` a
 conversation's membership changed (drop it from the cache, resubscribe), ``s``
 a user's friends or blocks changed (drop the cached record), ``p`` a presence
-change for the connections watching a user (channel ``p:<user>``).
+change for the connections watching a user (channel ``p:<user>``), ``r`` a
+user's tokens issued before ``b`` (ms) were revoked and ``x`` a user was
+disconnected by the application (channel ``u:<user>``: close their sessions
+here, see ``revocation.py``).
 """
 
 from __future__ import annotations
@@ -171,6 +174,14 @@ class Cluster:
         for user in users:
             self.broker.publish(f"u:{user}", _pack({"n": self.node, "k": "s", "u": [user]}))
 
+    def revoked(self, user: str, before_ms: int) -> None:
+        """Tell the nodes where ``user`` is connected to close sessions on older tokens."""
+        self.broker.publish(f"u:{user}", _pack({"n": self.node, "k": "r", "u": [user], "b": before_ms}))
+
+    def disconnected(self, user: str) -> None:
+        """Tell the nodes where ``user`` is connected to close every session of theirs."""
+        self.broker.publish(f"u:{user}", _pack({"n": self.node, "k": "x", "u": [user]}))
+
     # -- incoming -------------------------------------------------------------
 
     def _arrived(self, channel: str, raw: bytes) -> None:
@@ -196,6 +207,12 @@ class Cluster:
         elif kind == "s":
             for user in header["u"]:
                 self.hub.social.graph.forget(user)
+        elif kind == "r":
+            for user in header["u"]:
+                self.hub.revocations.close_revoked(user, int(header["b"]))
+        elif kind == "x":
+            for user in header["u"]:
+                self.hub.revocations.close_all(user)
 
     def followed_convs(self) -> list[str]:
         return [ch[2:] for ch in self._channel_users if ch.startswith("c:")]

@@ -73,6 +73,10 @@ class HubConfig:
     presence_ttl_s: float = _setting(
         15.0, "with Redis: heartbeat lifetime; a dead node's users go offline within 4/3 of it"
     )
+    revocation_check_s: float = _setting(
+        15.0, "seconds between re-reads of the store's revocations for the users connected here: "
+        "a session on a revoked token ends within this even if the other nodes' message is lost"
+    )
     migrate_on_start: bool = _setting(
         False, "bring the PostgreSQL schema up to date at start (else run `clipwire migrate`)"
     )
@@ -210,7 +214,8 @@ class HubConfig:
                     "max_text_chars", "max_group_members",
                     "max_share_targets", "resume_cap", "resume_total_max", "send_buffer_bytes",
                     "commit_batch_max", "commit_pending_max", "rate_send_per_s",
-                    "rate_history_per_s", "rate_friend_per_s", "rate_user_scale")
+                    "rate_history_per_s", "rate_friend_per_s", "rate_user_scale",
+                    "revocation_check_s")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env(name)} (--{_flag(name)}) must be positive")

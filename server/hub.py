@@ -50,6 +50,7 @@ from .presence import LocalPresence, PresenceRegistry
 from .ratelimit import RateLimiter, SharedUsage
 from .ratelimit import announced as rate_limits_announced
 from .receipts import Receipts
+from .revocation import Revocations
 from .second_look import SecondLooks
 from .session import Connection, Session
 from .social import FriendsDmPolicy, Social
@@ -120,6 +121,7 @@ class Hub:
         self.presence: PresenceRegistry = presence or LocalPresence(self.sessions)
         self.social = Social(self)
         self.live = LiveSignals(self)
+        self.revocations = Revocations(self, config.revocation_check_s)
         self.policy: DmPolicy = as_policy(policy) if policy is not None else (
             OpenDmPolicy() if config.dm_policy == "everyone" else FriendsDmPolicy(self.social.graph)
         )
@@ -152,6 +154,7 @@ class Hub:
         await self.presence.start(self.cluster.node if self.cluster else "local", self.social.lost,
                                   self._nodes_gone)
         self.rates.start()
+        self.revocations.start()
         self.writer.start()
 
     async def close(self, *, drain: bool = False) -> None:
@@ -177,6 +180,7 @@ class Hub:
     async def disconnect(self) -> None:
         """Leave the other nodes: after every connection has ended (so departures were told)."""
         await self.rates.close()
+        await self.revocations.close()
         await self.presence.close()
         if self.cluster is not None:
             await self.cluster.close()
@@ -772,21 +776,14 @@ class Hub:
             raise RequestError(ErrorCode.UNAUTHORIZED, "token revoked")
 
     async def revoke(self, user: str, before_ms: int) -> int:
-        """Refuse ``user``'s tokens issued before ``before_ms``; close the sessions using one."""
-        await self.store.revoke(user, before_ms)
-        closed = 0
-        for session in list(self.sessions.get(user, ())):
-            if revoked(session.issued_at_ms, before_ms):
-                session.close(CloseCode.UNAUTHORIZED, "token revoked")
-                closed += 1
-        return closed
+        """Refuse ``user``'s tokens issued before ``before_ms`` on every node; close the
+        sessions here using one and tell the other nodes. Returns how many closed here."""
+        return await self.revocations.revoke(user, before_ms)
 
     def disconnect_user(self, user: str) -> int:
-        """Close every device of ``user`` on this node (4001: get a new token)."""
-        sessions = list(self.sessions.get(user, ()))
-        for session in sessions:
-            session.close(CloseCode.UNAUTHORIZED, "disconnected by the application")
-        return len(sessions)
+        """Close every device of ``user`` here and on the other nodes (4001: get a new token).
+        Returns how many closed here: the other nodes' count is not waited for."""
+        return self.revocations.disconnect(user)
 
     async def video_unavailable(self, video_id: str) -> int:
         """Turn every share of ``video_id`` into a tombstone and tell the members now."""

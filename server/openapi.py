@@ -45,6 +45,11 @@ _RATE_LIMITED = {
     "content": {"application/json": {"schema": {"type": "object", "properties": {
         "error": {"const": "rate_limited"}, "message": {"type": "string"},
         "retry_after_ms": {"type": "integer", "minimum": 1}}}}}}
+_CLOSED = {
+    "closed_here": {"description": "connections this node closed", "type": "integer"},
+    "other_nodes_told": {"description": "true with Redis: the other nodes were sent the event and "
+                         "close theirs when it arrives (their count is not gathered)",
+                         "type": "boolean"}}
 _PAIRS = {"type": "array", "maxItems": MAX_PAIRS,
           "items": {"type": "array", "items": _ID, "minItems": 2, "maxItems": 2}}
 
@@ -117,15 +122,14 @@ def document() -> dict[str, Any]:
                 _object({"pairs": _PAIRS, "blocked": {"type": "boolean"}}, ("pairs", "blocked")),
                 {"type": "object", "properties": {"pairs": {"type": "integer"}}})},
             "/v1/users/{user}/disconnect": {"post": _op(
-                "disconnect", "Close every connection of a user (close code 4001)", None,
-                {"type": "object", "properties": {"closed": {"type": "integer"}}},
-                [_path_param("user")])},
+                "disconnect", "Close every connection of a user, on every node (close code 4001)",
+                None, {"type": "object", "properties": _CLOSED}, [_path_param("user")])},
             "/v1/users/{user}/revoke": {"post": _op(
                 "revoke",
-                "Refuse the user's tokens issued before a time (default now); close those in use",
+                "Refuse the user's tokens issued before a time (default now); close those in use "
+                "on every node (close code 4001)",
                 _object({"before_ms": uint}),
-                {"type": "object", "properties": {"closed": {"type": "integer"},
-                                                  "before_ms": {"type": "integer"}}},
+                {"type": "object", "properties": {**_CLOSED, "before_ms": {"type": "integer"}}},
                 [_path_param("user")], body_required=False)},
             "/v1/presence": {"get": _op("presence", "Presence of users", None, {
                 "type": "object", "properties": {"users": {"type": "array"}}},

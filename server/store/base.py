@@ -188,6 +188,11 @@ class Store(Protocol):
         """The revocation time of ``user``'s tokens (0: none)."""
         ...
 
+    async def revocations(self, users: Sequence[str]) -> dict[str, int]:
+        """The revocation time of each of ``users`` that has one: the hub's periodic
+        re-check of its connected users, in a few queries rather than one per user."""
+        ...
+
     async def unsend(self, conv: str, seq: int) -> None:
         """Make message ``seq`` a tombstone: its body and reactions are deleted."""
         ...

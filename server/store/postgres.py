@@ -284,6 +284,11 @@ class PostgresStore:
         rows = await self._fetch('SELECT before_ms FROM revocations WHERE "user" = $1', user)
         return int(rows[0]["before_ms"]) if rows else 0
 
+    async def revocations(self, users: Sequence[str]) -> dict[str, int]:
+        rows = await self._fetch(
+            'SELECT "user", before_ms FROM revocations WHERE "user" = ANY($1::text[])', list(users))
+        return {row["user"]: int(row["before_ms"]) for row in rows}
+
     async def unsend(self, conv: str, seq: int) -> None:
         await self._run([
             ("UPDATE messages SET unsent = TRUE, text = NULL, video = NULL, reply = NULL, "

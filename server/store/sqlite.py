@@ -410,6 +410,15 @@ class SQLiteStore:
         row = await self._one(self._r, "SELECT before_ms FROM revocations WHERE user = ?", user)
         return int(row[0]) if row else 0
 
+    async def revocations(self, users: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(users)):
+            marks = ",".join("?" * len(chunk))
+            rows = await self._all(self._r, "SELECT user, before_ms FROM revocations "
+                                   f"WHERE user IN ({marks})", *chunk)
+            found.update((user, int(before)) for user, before in rows)
+        return found
+
     async def unsend(self, conv: str, seq: int) -> None:
         await self._transaction([
             ("UPDATE messages SET unsent = 1, text = NULL, video = NULL, reply = NULL, video_id = NULL "

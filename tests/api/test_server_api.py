@@ -119,14 +119,15 @@ async def test_blocks_disconnect_and_revoke(api: tuple[ClipwireServer, Backend],
                                    {"as": "hank", "to": "gail", "cmid": "x", "text": "hello?"})
     assert status == 403
     hank = await dial(hub.url, "hank")
-    assert (await backend.ok("POST", "/v1/users/hank/disconnect"))["closed"] == 1
+    disconnected = await backend.ok("POST", "/v1/users/hank/disconnect")
+    assert disconnected == {"closed_here": 1, "other_nodes_told": False}  # one node: all of them
     assert (await hank.closed())[0] == 4001
 
     old = sign_token(SECRET, "hank")
     cut = int(time.time() * 1000) + 1000  # tokens issued before this are refused
     user = await dial(hub.url, "hank")
     revoked = await backend.ok("POST", "/v1/users/hank/revoke", {"before_ms": cut})
-    assert revoked["closed"] == 1
+    assert (revoked["closed_here"], revoked["other_nodes_told"]) == (1, False)
     assert (await user.closed())[0] == 4001
     client = await RawClient.open(hub.url)
     reply = await client.call("hello", v=1, token=old)
