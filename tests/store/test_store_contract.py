@@ -327,6 +327,16 @@ async def test_messages_found_by_video_and_revocations(store: Store) -> None:
     assert await store.revoked_before("a") == 500
 
 
+async def test_revocations_of_many_users_in_one_read(store: Store) -> None:
+    """The hub's periodic re-check reads its connected users' revocations in chunks."""
+    users = [f"u{i}" for i in range(600)]  # more than one SQLite chunk
+    await store.revoke("u7", 500)
+    await store.revoke("u599", 900)
+    await store.revoke("elsewhere", 100)
+    assert await store.revocations(users) == {"u7": 500, "u599": 900}
+    assert await store.revocations([]) == {}
+
+
 async def test_processes_opening_a_new_sqlite_file_together_migrate_once(tmp_path: Path) -> None:
     """Workers started together race to create the schema: each step runs once."""
     import multiprocessing
