@@ -27,7 +27,7 @@ HELP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("server API", ("api_", "system_user")),
     ("tokens", ("secret", "jwt_")),
     ("store", ("db", "database_url", "migrate_on_start", "sqlite_", "commit_")),
-    ("cluster", ("workers", "reuse_port", "redis_url", "presence_ttl_s")),
+    ("cluster", ("workers", "reuse_port", "redis_url", "presence_ttl_s", "revocation_check_s")),
     ("limits", ("max_", "hello_timeout_s", "resume_", "send_buffer_bytes", "watch_ttl_s")),
     ("rates", ("rate_", "typing_per_s")),
     ("hooks", ("dm_policy", "dm_policy_url", "card_resolver_url", "card_resolver_failure", "hook_")),
