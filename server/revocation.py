@@ -86,7 +86,10 @@ class Revocations:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.period_s)
+            # The loop must outlive any failure: it is what bounds a lost event's delay.
             try:
                 await self.sweep()
             except StoreUnavailable as exc:
                 log.warning("could not re-check revocations: %s", exc)
+            except Exception:
+                log.exception("could not re-check revocations")
