@@ -168,7 +168,17 @@ class HubConfig:
         "each target; a user's devices together get --rate-user-scale times a connection's)"
     )
     rate_history_per_s: float = _setting(5.0, "history requests per second per connection")
-    rate_friend_per_s: float = _setting(0.5, "friend requests per second per connection")
+    rate_friend_per_s: float = _setting(
+        0.5, "friend requests per second per connection (block and unblock: as many again)"
+    )
+    rate_presence_per_s: float = _setting(
+        100.0, "users a connection may ask the presence of per second (burst twice that, at "
+        "least 500: the most one connection may watch)"
+    )
+    rate_social_per_s: float = _setting(
+        10.0, "reactions, read markers and watch updates per second per connection, each "
+        "(burst twice that; read markers at least 64)"
+    )
     rate_user_scale: float = _setting(
         2.0, "a user's devices together get this many times a connection's rate and burst, "
         "for each kind (typing too); with --redis-url across all nodes, not per node"
@@ -202,7 +212,8 @@ class HubConfig:
                     "max_text_chars", "max_group_members",
                     "max_share_targets", "resume_cap", "resume_total_max", "send_buffer_bytes",
                     "commit_batch_max", "commit_pending_max", "rate_send_per_s",
-                    "rate_history_per_s", "rate_friend_per_s", "rate_user_scale")
+                    "rate_history_per_s", "rate_friend_per_s", "rate_presence_per_s",
+                    "rate_social_per_s", "rate_user_scale")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env(name)} (--{_flag(name)}) must be positive")
