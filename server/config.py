@@ -31,6 +31,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "log_format": ("text", "json"),
 }
 # Boolean environment variables: anything else is an error, never "off".
+# The shortest HS256 secret accepted outside --demo: as long as the hash (RFC 7518, 3.2).
+MIN_SECRET_BYTES = 32
 _TRUE_WORDS = ("1", "true", "yes", "on")
 _FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -236,6 +238,13 @@ class HubConfig:
         if self.jwt_algorithm != "HS256" and not self.jwt_public_key_file:
             raise ConfigError(f"{_env('jwt_public_key_file')} is required for {self.jwt_algorithm}")
         _check_backend_hooks(self)
+        if (self.jwt_algorithm == "HS256" and not self.demo and self.secret is not None
+                and len(self.secret.encode()) < MIN_SECRET_BYTES):
+            # Anyone who guesses a short secret signs tokens for every user: HS256 keys
+            # need at least the hash's size (RFC 7518, 3.2). The demo signs for anyone anyway.
+            raise ConfigError(f"{_env('secret')} (--secret) is {len(self.secret.encode())} bytes: "
+                              f"an HS256 secret needs at least {MIN_SECRET_BYTES} (try `openssl "
+                              "rand -base64 32`), or leave it unset to use the one beside --db")
         return self
 
     def with_values(self, **values: Any) -> HubConfig:
