@@ -26,15 +26,17 @@ A server-API call acting as a user is a session of its own that no retry comes b
 to: it is refused without a promise, nothing set aside, and ``retry_after_ms`` is when
 its cost fits the buckets, as for any request that is not queued.
 
-Each connection has a bucket per kind (``rate_*_per_s``, burst twice that; typing
-``typing_per_s``, burst 3). A user's devices together get ``rate_user_scale``
+Each connection has a bucket per kind (``rate_*_per_s``, burst twice that, but at least
+5 for friend requests and for blocks, 64 for read markers and 500 users for presence;
+typing ``typing_per_s``, burst 3). A user's devices together get ``rate_user_scale``
 times a connection's rate and burst. The buckets live on the node serving the
 connection, so without Redis a user with devices on several nodes gets the
 user's limit once per node.
 
 **Across nodes** (with ``--redis-url``), a user's spend is also counted for the
 whole cluster, in fixed windows of ``burst / rate`` seconds (2 s for sends,
-history and friend requests; 3 s for typing at the defaults), where a window's
+history, reactions and watch updates; 10 s for friend requests and blocks, 5 s for
+presence, 6.4 s for read markers and 3 s for typing at the defaults), where a window's
 allowance is the user's burst. A request is refused when the sliding estimate
 ``previous window * (share of the current window still to run) + current window
 + cost`` would pass the allowance, which gives the user's rate on average and
