@@ -184,8 +184,10 @@ class ServerApi:
                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
                       endpoint: str) -> web.StreamResponse:
         if endpoint not in self._public:
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
-            if not hmac.compare_digest(given, self._key):
+            # The Bearer scheme is required (its name in any case, RFC 7235): a bare key in
+            # the header is refused, so a key pasted where a token goes is never taken as one.
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if not hmac.compare_digest(given.encode(), self._key) or scheme.lower() != "bearer":
                 return _error(401, "unauthorized", "missing or wrong API key (Authorization: Bearer ...)")
         try:
             return await handler(request)

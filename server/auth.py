@@ -19,6 +19,9 @@ import jwt
 from clipwire.protocol import ErrorCode, RequestError
 
 MAX_USER_CHARS = 128
+# Letters that print as nothing (Hangul fillers, the blank Braille pattern): printable
+# to Python, invisible to people. Control, format and bidi characters are not printable.
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,7 @@ class TokenVerifier:
         except jwt.InvalidTokenError:
             raise RequestError(ErrorCode.UNAUTHORIZED, "invalid token") from None
         user = claims["sub"]
-        if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_CHARS or not user.isprintable():
+        if not valid_user_id(user):
             raise RequestError(ErrorCode.UNAUTHORIZED, "token 'sub' is not a valid user id")
         if user in self.reserved:
             raise RequestError(ErrorCode.UNAUTHORIZED, "token 'sub' is an id the hub reserves")
@@ -108,6 +111,14 @@ def revoked(issued_at_ms: int | None, before_ms: int) -> bool:
     if before_ms <= 0:
         return False
     return issued_at_ms is None or issued_at_ms < before_ms // 1000 * 1000
+
+
+def valid_user_id(user: object) -> bool:
+    """A user id others can tell apart: 1 to ``MAX_USER_CHARS`` printable characters, no
+    space at either end, none of the blank letters that show as nothing. A blank or
+    invisible id would show as no one in every list, and " alice" as alice."""
+    return (isinstance(user, str) and 0 < len(user) <= MAX_USER_CHARS and user.isprintable()
+            and user.strip() == user and BLANK_LETTERS.isdisjoint(user))
 
 
 def sign_token(secret: str, user: str, *, ttl_s: float = 86_400, name: str | None = None,

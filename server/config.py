@@ -32,6 +32,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "log_format": ("text", "json"),
 }
 # Boolean environment variables: anything else is an error, never "off".
+# The shortest HS256 secret accepted outside --demo: as long as the hash (RFC 7518, 3.2).
+MIN_SECRET_BYTES = 32
 _TRUE_WORDS = ("1", "true", "yes", "on")
 _FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -180,7 +182,17 @@ class HubConfig:
         "each target; a user's devices together get --rate-user-scale times a connection's)"
     )
     rate_history_per_s: float = _setting(5.0, "history requests per second per connection")
-    rate_friend_per_s: float = _setting(0.5, "friend requests per second per connection")
+    rate_friend_per_s: float = _setting(
+        0.5, "friend requests per second per connection (block and unblock: as many again)"
+    )
+    rate_presence_per_s: float = _setting(
+        100.0, "users a connection may ask the presence of per second (burst twice that, at "
+        "least 500: the most one connection may watch)"
+    )
+    rate_social_per_s: float = _setting(
+        10.0, "reactions, read markers and watch updates per second per connection, each "
+        "(burst twice that; read markers at least 64)"
+    )
     rate_user_scale: float = _setting(
         2.0, "a user's devices together get this many times a connection's rate and burst, "
         "for each kind (typing too); with --redis-url across all nodes, not per node"
@@ -214,8 +226,8 @@ class HubConfig:
                     "max_text_chars", "max_group_members",
                     "max_share_targets", "resume_cap", "resume_total_max", "send_buffer_bytes",
                     "commit_batch_max", "commit_pending_max", "rate_send_per_s",
-                    "rate_history_per_s", "rate_friend_per_s", "rate_user_scale",
-                    "revocation_check_s")
+                    "rate_history_per_s", "rate_friend_per_s", "rate_presence_per_s",
+                    "rate_social_per_s", "rate_user_scale", "revocation_check_s")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env(name)} (--{_flag(name)}) must be positive")
@@ -238,6 +250,13 @@ class HubConfig:
         if self.jwt_algorithm != "HS256" and not self.jwt_public_key_file:
             raise ConfigError(f"{_env('jwt_public_key_file')} is required for {self.jwt_algorithm}")
         _check_backend_hooks(self)
+        if (self.jwt_algorithm == "HS256" and not self.demo and self.secret is not None
+                and len(self.secret.encode()) < MIN_SECRET_BYTES):
+            # Anyone who guesses a short secret signs tokens for every user: HS256 keys
+            # need at least the hash's size (RFC 7518, 3.2). The demo signs for anyone anyway.
+            raise ConfigError(f"{_env('secret')} (--secret) is {len(self.secret.encode())} bytes: "
+                              f"an HS256 secret needs at least {MIN_SECRET_BYTES} (try `openssl "
+                              "rand -base64 32`), or leave it unset to use the one beside --db")
         return self
 
     def with_values(self, **values: Any) -> HubConfig:

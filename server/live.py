@@ -62,6 +62,7 @@ class LiveSignals:
                          conv=conv.conv, ephemeral=True)
 
     async def _watch_request(self, session: Session, req: f.Watch) -> None:
+        self.hub.rates.check(session, "watch", (req.conv, req.video_id, req.pos_ms, req.playing))
         conv = await self.hub.convs.joined(req.conv, session.user)
         if conv is None:
             raise RequestError(ErrorCode.FORBIDDEN, NO_ACCESS)

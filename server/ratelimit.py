@@ -26,15 +26,17 @@ A server-API call acting as a user is a session of its own that no retry comes b
 to: it is refused without a promise, nothing set aside, and ``retry_after_ms`` is when
 its cost fits the buckets, as for any request that is not queued.
 
-Each connection has a bucket per kind (``rate_*_per_s``, burst twice that; typing
-``typing_per_s``, burst 3). A user's devices together get ``rate_user_scale``
+Each connection has a bucket per kind (``rate_*_per_s``, burst twice that, but at least
+5 for friend requests and for blocks, 64 for read markers and 500 users for presence;
+typing ``typing_per_s``, burst 3). A user's devices together get ``rate_user_scale``
 times a connection's rate and burst. The buckets live on the node serving the
 connection, so without Redis a user with devices on several nodes gets the
 user's limit once per node.
 
 **Across nodes** (with ``--redis-url``), a user's spend is also counted for the
 whole cluster, in fixed windows of ``burst / rate`` seconds (2 s for sends,
-history and friend requests; 3 s for typing at the defaults), where a window's
+history, reactions and watch updates; 10 s for friend requests and blocks, 5 s for
+presence, 6.4 s for read markers and 3 s for typing at the defaults), where a window's
 allowance is the user's burst. A request is refused when the sliding estimate
 ``previous window * (share of the current window still to run) + current window
 + cost`` would pass the allowance, which gives the user's rate on average and
@@ -158,11 +160,22 @@ class Lane:
 
 
 # kind -> (setting holding the rate per second per connection); the burst is twice
-# the rate, but typing's is 3 (its per-connection bucket is in live.py).
+# the rate, but typing's is 3 (its per-connection bucket is in live.py). Each kind has
+# buckets of its own, even where kinds share a setting: a flood of reactions must not
+# hold back the read markers of the same connection.
 KINDS = {"send": "rate_send_per_s", "history": "rate_history_per_s",
-         "friend": "rate_friend_per_s", "typing": "typing_per_s"}
+         "friend": "rate_friend_per_s", "block": "rate_friend_per_s",
+         "presence": "rate_presence_per_s", "react": "rate_social_per_s",
+         "read": "rate_social_per_s", "watch": "rate_social_per_s", "typing": "typing_per_s"}
+# The kinds announced in welcome.limits (typing is dropped silently, never refused).
+ANNOUNCED = ("send", "history", "friend", "block", "presence", "react", "read", "watch")
 TYPING_BURST = 3.0
 FRIEND_BURST_MIN = 5.0  # tapping "Add" on several suggested friends at once must work
+# A client catching up marks many conversations read at once, on every reconnect.
+READ_BURST_MIN = 64.0
+# A presence query costs one per user asked; one of the most a connection may watch
+# (social.MAX_WATCHED) must fit in a burst.
+PRESENCE_BURST_MIN = 500.0
 STRIKES_PER_S = 1.0
 # Requests of one kind a connection may have refused and waiting for their time:
 # PROMISES_PER_BURST times the kind's announced burst, at least MIN_PROMISES. More than
@@ -200,8 +213,12 @@ def _limits(config: Any, kind: str) -> tuple[float, float, float, float]:
     rate = float(getattr(config, KINDS[kind]))
     if kind == "typing":
         burst = TYPING_BURST
-    elif kind == "friend":
+    elif kind in ("friend", "block"):
         burst = max(FRIEND_BURST_MIN, rate * 2)
+    elif kind == "read":
+        burst = max(READ_BURST_MIN, rate * 2)
+    elif kind == "presence":
+        burst = max(PRESENCE_BURST_MIN, rate * 2)
     else:
         burst = max(1.0, rate * 2)
     scale = float(config.rate_user_scale)
@@ -211,7 +228,7 @@ def _limits(config: Any, kind: str) -> tuple[float, float, float, float]:
 def announced(config: Any) -> dict[str, float]:
     """The per-connection rates and bursts a client paces itself by (``welcome.limits``)."""
     out: dict[str, float] = {}
-    for kind in ("send", "history", "friend"):
+    for kind in ANNOUNCED:
         rate, burst, _, _ = _limits(config, kind)
         out[f"rate_{kind}_per_s"] = rate
         out[f"rate_{kind}_burst"] = burst

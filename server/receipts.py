@@ -42,6 +42,7 @@ class Receipts:
         return msg
 
     async def _read(self, session: Session, req: f.Read) -> None:
+        self.hub.rates.check(session, "read", (req.conv, req.seq))
         conv = await self._member(session.user, req.conv)
         if req.seq > conv.last_seq:
             raise RequestError.bad(f"'seq' is beyond the newest message ({conv.last_seq})")
@@ -53,6 +54,7 @@ class Receipts:
             self.hub.emit("message.read", {"conv": conv.conv, "user": session.user, "seq": marker})
 
     async def _react(self, session: Session, req: f.React) -> None:
+        self.hub.rates.check(session, "react", (req.conv, req.seq, req.emoji, req.on, req.at_ms))
         conv = await self._member(session.user, req.conv)
         target = await self._message(conv, req.seq)
         if target.unsent:

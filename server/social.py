@@ -293,6 +293,8 @@ class Social:
         await self.hub.store.set_last_seen(dict.fromkeys(self.hub.sessions, now))
 
     async def _presence(self, session: Session, req: f.PresenceQuery) -> None:
+        # Each user asked is a lookup (repeats too): the cost is per user, not per query.
+        self.hub.rates.check(session, "presence", req.users, max(1, len(req.users)))
         record = await self.graph.record(session.user)
         watched = self._watching.setdefault(session, set())
         if len(watched | set(req.users)) > MAX_WATCHED:
@@ -436,6 +438,7 @@ class Social:
     # -- blocks ----------------------------------------------------------------
 
     async def _block(self, session: Session, req: f.Block) -> None:
+        self.hub.rates.check(session, "block", ("block", req.user))
         me, other = session.user, req.user
         mine, theirs = await self._pair(session, other)
         if other not in mine.blocking:
@@ -452,6 +455,7 @@ class Social:
         session.reply({"t": "ok", "id": req.id})
 
     async def _unblock(self, session: Session, req: f.Unblock) -> None:
+        self.hub.rates.check(session, "block", ("unblock", req.user))
         me, other = session.user, req.user
         mine, theirs = await self._pair(session, other)
         if other in mine.blocking:

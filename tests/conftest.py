@@ -31,6 +31,7 @@ async def hub_factory(tmp_path: Path) -> AsyncIterator[HubFactory]:
         values: dict[str, Any] = {"port": 0, "db": str(tmp_path / "hub.db"), "secret": SECRET,
                                   "dm_policy": "everyone", "rate_send_per_s": 100_000.0,
                                   "rate_history_per_s": 100_000.0, "rate_friend_per_s": 100_000.0,
+                                  "rate_presence_per_s": 100_000.0, "rate_social_per_s": 100_000.0,
                                   "transport": TRANSPORT}
         values.update(settings)
         server = ClipwireServer(HubConfig(**values), **parts)

@@ -215,3 +215,9 @@ def test_health_probes_write_no_log_lines(tmp_path: Path) -> None:
         log = hub.proc.stderr.read()
     assert "clipwire.hub: serving" in log  # the log was read at INFO
     assert "websockets.server" not in log and "HTTP" not in log, log
+
+
+@pytest.mark.parametrize("secret", ["x", "s" * 31])
+def test_a_short_hs256_secret_is_refused(tmp_path: Path, secret: str) -> None:
+    # One byte, or anything a guess can reach, would let anyone sign tokens for every user.
+    the_line(serve(tmp_path, "--secret", secret), "CLIPWIRE_SECRET", f"{len(secret)} bytes", "32")

@@ -58,7 +58,7 @@ from .models import (
     WatchState,
 )
 
-__all__ = ["HELP", "clock", "parse_ms", "run_chat", "video_id_for"]
+__all__ = ["HELP", "clock", "parse_ms", "run_chat", "video_id_for", "visible"]
 
 HELP = """commands:
   /to USER TEXT                      send a direct message (DMs need friends by default)
@@ -83,6 +83,29 @@ HELP = """commands:
 AT_MS and POS_MS are milliseconds (12000) or minutes:seconds (0:12)."""
 
 HISTORY_SHOWN = 20
+
+# Bidirectional formatting characters: they reorder what follows on the line, so a
+# name or text could make a line read as something it is not.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _shown(char: str) -> str:
+    code = ord(char)
+    if code < 0x20 or 0x7F <= code <= 0x9F:  # C0, DEL and C1: ESC, OSC, bell, line breaks
+        return f"\\x{code:02x}"
+    if char in _BIDI or char in ("\u2028", "\u2029"):
+        return f"\\u{code:04x}"
+    return char
+
+
+def visible(line: str) -> str:
+    """``line`` safe for a terminal: control and bidi characters written out as ``\\x1b``
+    or ``\\u202e``. Texts, names and titles come from other users, and printed raw an
+    escape sequence in them could clear the screen, retitle the window or write to the
+    clipboard, and a line break could forge a line."""
+    if line.isprintable() and not _BIDI.intersection(line):
+        return line
+    return "".join(_shown(char) for char in line)
 
 
 def clock(ms: int) -> str:
@@ -143,7 +166,7 @@ def video_id_for(url: str) -> str:
 class _Chat:
     def __init__(self, client: Client, out: Callable[[str], None]) -> None:
         self.client = client
-        self.out = out
+        self.out: Callable[[str], None] = lambda line: out(visible(line))  # every line shown
         self.last_target: tuple[str | None, str | None] | None = None  # (user, conv)
 
     # -- showing things -----------------------------------------------------
@@ -326,7 +349,8 @@ class _Chat:
         if name in ("/quit", "/exit"):
             return False
         if name == "/help":
-            self.out(HELP)
+            for line in HELP.splitlines():
+                self.out(line)
         elif name == "/convs":
             self.show_conversations()
         elif name == "/to" and len(args) >= 2:
@@ -502,8 +526,8 @@ async def run_chat(url: str, token: str, *, out: Callable[[str], None] = _print)
     except ClientError as exc:
         raise SystemExit(f"clipwire chat: {exc}") from None
     chat = _Chat(client, out)
-    out(f"connected to {url} as {client.user}; {len(client.conversations)} conversations "
-        "(/help lists commands)")
+    chat.out(f"connected to {url} as {client.user}; {len(client.conversations)} conversations "
+             "(/help lists commands)")
     chat.show_conversations()
     chat.show_friends(welcome=True)
     lines: asyncio.Queue[str | None] = asyncio.Queue()

@@ -48,6 +48,15 @@ async def api(hub_factory: HubFactory) -> AsyncIterator[tuple[ClipwireServer, Ba
         yield hub, Backend(session, f"http://127.0.0.1:{hub.api.port}")
 
 
+async def test_the_key_is_taken_only_with_the_bearer_scheme(api: tuple[ClipwireServer, Backend]) -> None:
+    _, backend = api
+    for header, status in ((KEY, 401), (f"Basic {KEY}", 401), (f"Token {KEY}", 401),
+                           (f"bearer {KEY}", 200), (f"Bearer {KEY}", 200)):
+        async with backend.session.get(backend.base + "/v1/presence?users=a",
+                                       headers={"Authorization": header}) as response:
+            assert response.status == status, header
+
+
 async def test_wrong_or_missing_key_is_refused(api: tuple[ClipwireServer, Backend]) -> None:
     _, backend = api
     assert (await backend.call("GET", "/v1/presence?users=a", key="nope"))[0] == 401

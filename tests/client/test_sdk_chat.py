@@ -164,3 +164,26 @@ async def test_chat_welcome_shows_friends_and_requests(hub_factory: HubFactory, 
     out = await quit_chat(proc)
     assert "friends: bob (online)" in out
     assert "friend request from carol — /accept carol" in out
+
+
+async def test_chat_shows_control_sequences_in_texts_and_titles_escaped(
+    hub: ClipwireServer, sdk: SdkFactory
+) -> None:
+    mallory = await sdk(hub.url, "mallory")
+    proc = await start_chat(hub.url, "bob")
+    seen: list[str] = []
+    await read_until(proc, "connected to", seen)
+    # A clipboard write (OSC 52), a screen clear, a right-to-left override and a forged line.
+    await mallory.send_text("\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2Jhi \u202eevil\n[dm bank] bank: pay",
+                            to="bob")
+    await mallory.create_group(["bob"], "\x1b]0;owned\x07crew")
+    await read_until(proc, "pay", seen)
+    assert seen[-1] == ("[dm mallory] mallory: \\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2Jhi \\u202eevil"
+                        "\\x0a[dm bank] bank: pay")
+    assert proc.stdin is not None
+    proc.stdin.write(b"/convs\n/quit\n")
+    await proc.stdin.drain()
+    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT_S)
+    assert proc.returncode == 0, err.decode()
+    assert "\x1b" not in out.decode() and "\x07" not in out.decode()
+    assert "[group \\x1b]0;owned\\x07crew]" in out.decode()

@@ -68,7 +68,8 @@ class SessionMachine(RuleBasedStateMachine):
         self.workdir = Path(tempfile.gettempdir()) / f"clipwire-machine-{uuid.uuid4().hex[:12]}"
         self.config = HubConfig(
             port=0, db=str(self.workdir / "hub.db"), secret=SECRET, dm_policy="everyone",
-            rate_send_per_s=100_000.0, rate_history_per_s=100_000.0, resume_cap=2, resume_total_max=3,
+            rate_send_per_s=100_000.0, rate_history_per_s=100_000.0, rate_social_per_s=100_000.0,
+            resume_cap=2, resume_total_max=3,
         )
         self.server: ClipwireServer | None = None
         self.acks = AckLog()

@@ -216,6 +216,12 @@ def _bad_tokens() -> dict[str, str]:
         "no exp": jwt.encode({"sub": "victim"}, SECRET, algorithm="HS256"),
         "no sub": jwt.encode({"exp": exp}, SECRET, algorithm="HS256"),
         "empty sub": jwt.encode({"sub": "", "exp": exp}, SECRET, algorithm="HS256"),
+        # Ids that look blank, or like another user's: each would be a user of its own.
+        "blank sub": token(" "),
+        "hangul filler sub": token("\u3164"),
+        "braille blank sub": token("\u2800"),
+        "leading space sub": token(" victim"),
+        "trailing space sub": token("victim "),
         "tampered payload": _tampered(token("victim")),
     }
 

@@ -17,7 +17,8 @@ LIMIT_KEYS = {
     "max_share_targets", "max_history_limit", "max_group_members", "resume_cap", "resume_total_max",
     "hello_timeout_ms",
 }
-RATE_KEYS = {f"rate_{kind}_{what}" for kind in ("send", "history", "friend") for what in ("per_s", "burst")}
+RATE_KINDS = ("send", "history", "friend", "block", "presence", "react", "read", "watch")
+RATE_KEYS = {f"rate_{kind}_{what}" for kind in RATE_KINDS for what in ("per_s", "burst")}
 
 
 def now_ms() -> int:

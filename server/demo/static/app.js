@@ -253,7 +253,26 @@ function lastActivity(conv) {
   return list.length ? list[list.length - 1].ts : 0;
 }
 
-async function markRead(conv) {
+// At most one read marker per conversation each READ_PACE_MS (then the newest): in a
+// busy group one per arriving message would pass the hub's read rate (rate_read_per_s).
+const READ_PACE_MS = 500;
+const readPaced = new Map(); // conv -> true if another mark is due when the pause ends
+
+function markRead(conv) {
+  if (readPaced.has(conv)) {
+    readPaced.set(conv, true);
+    return;
+  }
+  readPaced.set(conv, false);
+  setTimeout(() => {
+    const again = readPaced.get(conv);
+    readPaced.delete(conv);
+    if (again) markRead(conv);
+  }, READ_PACE_MS);
+  sendRead(conv);
+}
+
+async function sendRead(conv) {
   if (document.visibilityState !== "visible") return;
   const list = sortedMessages(conv);
   const last = Math.max(list.length ? list[list.length - 1].seq : 0, conversation(conv)?.lastSeq ?? 0);
