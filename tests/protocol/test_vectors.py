@@ -94,7 +94,6 @@ def test_vector(vector: dict[str, Any]) -> None:
         if request["field"] is not None:
             assert f"'{request['field']}'" in refusal.value.message
     else:
-        parsed = parse_request(value, limits)
+        parsed = make_vectors.parsed_form(parse_request(value, limits))
         expected = make_vectors.from_tagged(request["parsed"])
-        assert type(parsed).__name__ == expected.pop("type")
-        assert json.loads(json.dumps(dataclasses.asdict(parsed))) == json.loads(json.dumps(expected))
+        assert json.loads(json.dumps(parsed)) == json.loads(json.dumps(expected))
