@@ -61,3 +61,24 @@ async def test_the_welcome_fits_the_send_buffer_and_leaving_needs_no_download(
     left_out = next(c for c in convs if c not in {item["conv"] for item in listed})
     await victim.ok("group.leave", conv=left_out)
     assert left_out not in {c["conv"] for c in (await dial(hub.url, "victim")).welcome["convs"]}
+
+
+async def test_the_welcome_and_the_resume_backlog_share_half_the_send_buffer(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    buffer = 64 * 1024
+    hub = await hub_factory(send_buffer_bytes=buffer, rate_group_per_s=100_000.0)
+    mallory = await dial(hub.url, "mallory")
+    crowd = [f"member-{n:04d}-" + "x" * 50 for n in range(45)]
+    convs = [(await mallory.ok("group.create", members=["victim", *crowd], title=f"g{n}"))["conv"]
+             for n in range(5)]
+    for n in range(30):
+        await mallory.ok("send", conv=convs[0], cmid=f"c{n}", text="y" * 3000)
+
+    victim = await dial(hub.url, "victim", resume={convs[0]: 0})
+    assert "inbox_more" not in victim.welcome  # a welcome of about 15 KB, all of it
+    gap = await victim.event("gap")
+    backlog = [e for e in victim.queued() if e["t"] == "msg"]
+    assert backlog and gap["from_seq"] == backlog[-1]["seq"] + 1
+    sent = len(msgpack.packb(victim.welcome)) + sum(len(msgpack.packb(e)) for e in backlog)
+    assert sent <= buffer // 2  # ten such hellos queue at most half a buffer each
