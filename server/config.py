@@ -193,6 +193,13 @@ class HubConfig:
         10.0, "reactions, read markers and watch updates per second per connection, each "
         "(burst twice that; read markers at least 64)"
     )
+    rate_group_per_s: float = _setting(
+        10.0, "members a connection may name per second in group.create, group.add and "
+        "group.remove (burst twice that, at least --max-group-members)"
+    )
+    max_groups_per_user: int = _setting(
+        1000, "most groups a user may belong to; adding someone at it refuses them"
+    )
     rate_user_scale: float = _setting(
         2.0, "a user's devices together get this many times a connection's rate and burst, "
         "for each kind (typing too); with --redis-url across all nodes, not per node"
@@ -227,7 +234,8 @@ class HubConfig:
                     "max_share_targets", "resume_cap", "resume_total_max", "send_buffer_bytes",
                     "commit_batch_max", "commit_pending_max", "rate_send_per_s",
                     "rate_history_per_s", "rate_friend_per_s", "rate_presence_per_s",
-                    "rate_social_per_s", "rate_user_scale", "revocation_check_s")
+                    "rate_social_per_s", "rate_group_per_s", "max_groups_per_user",
+                    "rate_user_scale", "revocation_check_s")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env(name)} (--{_flag(name)}) must be positive")

@@ -9,6 +9,13 @@ or the embedding app's ``may_dm(adder, member)`` consents). Anyone else is left
 out and listed in the answer as ``refused``, a block looking like any other
 refusal. Otherwise a stranger could be pulled into a group, and spammed there,
 by anyone who knows their id.
+
+Every group a user is in lengthens their ``welcome``, and someone they let add
+them (a friend, or anyone under ``dm_policy=everyone``) must not be able to grow
+it without bound: a user belongs to at most ``max_groups_per_user`` groups, their
+own creations included, and adding one more is refused like the policy refuses.
+Membership changes are rate-limited (kind ``group``) per member named, so a
+group of 480 costs 480.
 """
 
 from __future__ import annotations
@@ -49,6 +56,20 @@ class Groups:
             raise RequestError(ErrorCode.TOO_LARGE,
                                f"a group holds at most {self.hub.config.max_group_members} members")
 
+    def _rate(self, session: Session, key: tuple[object, ...], named: int) -> None:
+        """Spend one ``group`` token per member named (the backend is not limited)."""
+        if not session.trusted:
+            cost = min(max(1, named), self.hub.config.max_group_members)  # fits a burst
+            self.hub.rates.check(session, "group", key, cost)
+
+    async def _full(self, users: list[str]) -> set[str]:
+        """Those of ``users`` already in ``max_groups_per_user`` groups."""
+        if not users:
+            return set()
+        counts = await self.hub.store.group_counts(users)
+        cap = self.hub.config.max_groups_per_user
+        return {u for u in users if counts.get(u, 0) >= cap}
+
     async def _admitted(self, session: Session, users: list[str]) -> dict[str, bool]:
         """Whether ``session``'s user may add each of ``users``; the backend (trusted) always may."""
         if session.trusted or not users:
@@ -64,17 +85,23 @@ class Groups:
         # Counted before anyone is asked: the bound says nothing about who is a friend,
         # and bounds the work of the policy.
         self._check_size(len(wanted) + 1)
+        self._rate(session, ("create", req.title, tuple(wanted)), len(wanted))
         admitted = await self._admitted(session, wanted)
-        others = [u for u in wanted if admitted[u]]
-        refused = [u for u in wanted if not admitted[u]]
-        # Members in the store's order (joined_ts, then user id), so that the member
-        # lists and the owner's heir are the same before and after a reload.
-        roles: dict[str, Role] = {session.user: "owner", **dict.fromkeys(others, "member")}
-        conv = Conversation(new_group_id(), "group", req.title, 0, dict(sorted(roles.items())))
-        await self.hub.store.create_group(conv.conv, req.title, session.user, others, self.hub.now_ms())
-        self.hub.convs.changed(conv)
-        self.hub.membership_changed(conv.conv, list(conv.members))
-        session.reply(events.ok(req.id, conv=conv.conv, refused=refused))
+        async with self._membership_lock:  # counted and created as one step (see _group_add)
+            full = await self._full([session.user, *(u for u in wanted if admitted[u])])
+            if session.user in full:
+                raise RequestError(ErrorCode.TOO_LARGE, f"a user belongs to at most "
+                                   f"{self.hub.config.max_groups_per_user} groups; leave one first")
+            others = [u for u in wanted if admitted[u] and u not in full]
+            refused = [u for u in wanted if not admitted[u] or u in full]
+            # Members in the store's order (joined_ts, then user id), so that the member
+            # lists and the owner's heir are the same before and after a reload.
+            roles: dict[str, Role] = {session.user: "owner", **dict.fromkeys(others, "member")}
+            conv = Conversation(new_group_id(), "group", req.title, 0, dict(sorted(roles.items())))
+            await self.hub.store.create_group(conv.conv, req.title, session.user, others, self.hub.now_ms())
+            self.hub.convs.changed(conv)
+            self.hub.membership_changed(conv.conv, list(conv.members))
+            session.reply(events.ok(req.id, conv=conv.conv, refused=refused))
         self.hub.announce(conv, conv.members)
 
     async def _group_add(self, session: Session, req: f.GroupAdd) -> None:
@@ -83,6 +110,7 @@ class Groups:
         conv = await self.member_group(session, req.conv)
         wanted = [u for u in dict.fromkeys(req.members) if u not in conv.members]
         self._check_size(len(conv.members) + len(wanted))
+        self._rate(session, ("add", req.conv, tuple(wanted)), len(wanted))
         admitted = await self._admitted(session, wanted)
         async with self._membership_lock:  # check and change as one step
             conv = await self.member_group(session, req.conv)
@@ -90,6 +118,9 @@ class Groups:
             self._check_size(len(conv.members) + len(wanted))
             # Someone who left meanwhile was not asked about yet (rare).
             admitted.update(await self._admitted(session, [u for u in wanted if u not in admitted]))
+            # Counted under the lock: two adds at once must not both pass the cap.
+            for user in await self._full([u for u in wanted if admitted[u]]):
+                admitted[user] = False
             new = [u for u in wanted if admitted[u]]
             if new:
                 await self.hub.store.add_members(conv.conv, new, self.hub.now_ms())
@@ -101,6 +132,7 @@ class Groups:
                 self.hub.announce(conv, conv.members)
 
     async def _group_remove(self, session: Session, req: f.GroupRemove) -> None:
+        self._rate(session, ("remove", req.conv, tuple(req.members)), len(set(req.members)))
         async with self._membership_lock:  # check and change as one step
             conv = await self.member_group(session, req.conv)
             if conv.members.get(session.user) != "owner" and not session.trusted:

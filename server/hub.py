@@ -68,6 +68,8 @@ log = logging.getLogger("clipwire.hub")
 
 NOT_STORED = "message not stored; retry with the same cmid"
 STORE_DOWN = "store unavailable; retry shortly"
+# Members of a group listed in the welcome; ``member_count`` says how many there are.
+WELCOME_MEMBERS_MAX = 100
 
 Handler = Callable[[Session, Any], Any]
 
@@ -300,7 +302,13 @@ class Hub:
             await self.cluster.user_here(session.user, {c.conv: c.last_seq for c in convs})
         record = await self.social.graph.record(session.user)
         hidden = record.blocking | record.blocked_by
-        listed = []
+        # The welcome is queued at once, like the resume backlog after it: together they
+        # must fit well within the send buffer, however many groups others put the user
+        # in. It lists the most recently active conversations that fit a quarter of the
+        # buffer and says ``inbox_more``; a big group lists its first members only.
+        room = self.config.send_buffer_bytes // 4
+        listed: list[dict[str, Any]] = []
+        more = False
         for c in convs:
             item: dict[str, Any] = {"conv": c.conv, "kind": c.kind, "last_seq": c.last_seq,
                                     "read_seq": c.read_seq, "unread": c.unread}
@@ -308,25 +316,33 @@ class Hub:
                 item["peer"] = next((u for u in c.members if u != session.user), session.user)
             else:
                 item["title"] = c.title
-                item["members"] = list(c.members)
+                item["members"] = list(c.members[:WELCOME_MEMBERS_MAX])
+                item["member_count"] = len(c.members)
                 item["owner"] = c.owner
             watching = self.live.current(c.conv, hidden)
             if watching is not None:
                 item["watch"] = watching.to_wire()
+            size = len(encode(item))
+            if size > room:
+                more = True
+                break
+            room -= size
             listed.append(item)
         social = await self.social.welcome_fields(session.user)
-        session.reply(events.ok(
+        welcome = encode(events.ok(
             hello.id, user=session.user, session=session.id, server_time=self.now_ms(),
-            limits=self._welcome_limits, convs=listed, **social,
+            limits=self._welcome_limits, convs=listed, **({"inbox_more": True} if more else {}),
+            **social,
         ))
-        await self._resume(session, hello.resume)
+        session.push_now(welcome)
+        await self._resume(session, hello.resume, self.config.send_buffer_bytes // 2 - len(welcome))
         session.release()
 
-    async def _resume(self, session: Session, resume: dict[str, int]) -> None:
+    async def _resume(self, session: Session, resume: dict[str, int], room: int) -> None:
+        """Push what ``session`` missed, at most ``room`` bytes (what the welcome left of
+        half the send buffer: the backlog is queued at once, and a client with big
+        messages waiting must not be closed with 4009 on every resume)."""
         budget = self.config.resume_total_max
-        # The backlog is queued at once: it must fit well within the send buffer, or a
-        # client with big messages waiting would be closed (4009) on every resume.
-        room = self.config.send_buffer_bytes // 2
         for conv_id, last in resume.items():
             conv = await self.convs.joined(conv_id, session.user)
             if conv is None or last >= conv.last_seq:

@@ -27,7 +27,8 @@ to: it is refused without a promise, nothing set aside, and ``retry_after_ms`` i
 its cost fits the buckets, as for any request that is not queued.
 
 Each connection has a bucket per kind (``rate_*_per_s``, burst twice that, but at least
-5 for friend requests and for blocks, 64 for read markers and 500 users for presence;
+5 for friend requests and for blocks, 64 for read markers, 500 users for presence and
+``max_group_members`` members named for group changes;
 typing ``typing_per_s``, burst 3). A user's devices together get ``rate_user_scale``
 times a connection's rate and burst. The buckets live on the node serving the
 connection, so without Redis a user with devices on several nodes gets the
@@ -166,9 +167,11 @@ class Lane:
 KINDS = {"send": "rate_send_per_s", "history": "rate_history_per_s",
          "friend": "rate_friend_per_s", "block": "rate_friend_per_s",
          "presence": "rate_presence_per_s", "react": "rate_social_per_s",
-         "read": "rate_social_per_s", "watch": "rate_social_per_s", "typing": "typing_per_s"}
+         "read": "rate_social_per_s", "watch": "rate_social_per_s", "typing": "typing_per_s",
+         "group": "rate_group_per_s"}
 # The kinds announced in welcome.limits (typing is dropped silently, never refused).
-ANNOUNCED = ("send", "history", "friend", "block", "presence", "react", "read", "watch")
+ANNOUNCED = ("send", "history", "friend", "block", "presence", "react", "read", "watch",
+             "group")
 TYPING_BURST = 3.0
 FRIEND_BURST_MIN = 5.0  # tapping "Add" on several suggested friends at once must work
 # A client catching up marks many conversations read at once, on every reconnect.
@@ -219,6 +222,10 @@ def _limits(config: Any, kind: str) -> tuple[float, float, float, float]:
         burst = max(READ_BURST_MIN, rate * 2)
     elif kind == "presence":
         burst = max(PRESENCE_BURST_MIN, rate * 2)
+    elif kind == "group":
+        # A group.create or group.add costs one per member named: a group of the
+        # largest size must fit in one burst, or it could never be created at once.
+        burst = max(float(config.max_group_members), rate * 2)
     else:
         burst = max(1.0, rate * 2)
     scale = float(config.rate_user_scale)

@@ -219,6 +219,10 @@ class Store(Protocol):
 
     async def set_last_seen(self, seen: dict[str, int]) -> None: ...
 
+    async def group_counts(self, users: Sequence[str]) -> dict[str, int]:
+        """How many groups each of ``users`` belongs to (absent: none)."""
+        ...
+
     async def share_conversation(self, a: str, b: str) -> bool:
         """True if ``a`` and ``b`` are members of at least one common conversation."""
         ...

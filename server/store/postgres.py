@@ -383,6 +383,13 @@ class PostgresStore:
                                  list(users))
         return {row["user"]: row["ts"] for row in rows}
 
+    async def group_counts(self, users: Sequence[str]) -> dict[str, int]:
+        rows = await self._fetch(
+            'SELECT m."user", COUNT(*) AS n FROM members m JOIN conversations c ON c.id = m.conv '
+            "WHERE c.kind = 'group' AND m.\"user\" = ANY($1::text[]) GROUP BY m.\"user\"",
+            list(users))
+        return {row["user"]: int(row["n"]) for row in rows}
+
     async def share_conversation(self, a: str, b: str) -> bool:
         rows = await self._fetch(
             'SELECT 1 FROM members x JOIN members y ON x.conv = y.conv WHERE x."user" = $1 '

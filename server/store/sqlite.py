@@ -535,6 +535,19 @@ class SQLiteStore:
                 for user, ts in seen.items()
             ])
 
+    async def group_counts(self, users: Sequence[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for chunk in _chunks(list(users)):
+            marks = ",".join("?" * len(chunk))
+            for user, count in await self._all(
+                self._r,
+                "SELECT m.user, COUNT(*) FROM members m JOIN conversations c ON c.id = m.conv "
+                f"WHERE c.kind = 'group' AND m.user IN ({marks}) GROUP BY m.user",
+                *chunk,
+            ):
+                counts[user] = count
+        return counts
+
     async def share_conversation(self, a: str, b: str) -> bool:
         row = await self._one(
             self._r,

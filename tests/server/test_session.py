@@ -17,7 +17,7 @@ LIMIT_KEYS = {
     "max_share_targets", "max_history_limit", "max_group_members", "resume_cap", "resume_total_max",
     "hello_timeout_ms",
 }
-RATE_KINDS = ("send", "history", "friend", "block", "presence", "react", "read", "watch")
+RATE_KINDS = ("send", "history", "friend", "block", "presence", "react", "read", "watch", "group")
 RATE_KEYS = {f"rate_{kind}_{what}" for kind in RATE_KINDS for what in ("per_s", "burst")}
 
 
@@ -101,7 +101,7 @@ async def test_welcome_lists_conversations_with_seqs_unread_peer_and_members(
     assert sorted(listed_group.pop("members")) == ["alice", "bob", "carol"]
     assert listed_group.pop("owner") == "alice"
     assert listed_group == {"conv": group, "kind": "group", "title": "Trip", "last_seq": 2,
-                            "read_seq": 0, "unread": 2}
+                            "read_seq": 0, "unread": 2, "member_count": 3}
 
     # unread counts only messages the user did not send.
     bob_convs = {c["conv"]: c for c in (await connect("bob")).welcome["convs"]}

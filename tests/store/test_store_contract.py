@@ -234,6 +234,16 @@ async def test_last_seen_and_shared_conversations(store: Store) -> None:
     assert not await store.share_conversation("a", "c")
 
 
+
+async def test_group_counts_count_groups_only(store: Store) -> None:
+    """What max_groups_per_user is checked against: groups, not DMs, per user asked."""
+    await store.create_group("g1", "one", "a", ["b"], 1)
+    await store.create_group("g2", "two", "a", ["c"], 2)
+    await store.ensure_dm("dm:ab", "a", "b", 3)
+    await store.remove_members("g2", ["c"])
+    assert await store.group_counts(["a", "b", "c", "d"]) == {"a": 2, "b": 1}
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 async def test_writers_on_several_nodes_keep_seqs_gap_free(kind: str, tmp_path: Path) -> None:
     """Three store instances (as three hub nodes would hold) append to one conversation."""
