@@ -293,6 +293,28 @@ async def test_a_wrong_type_is_refused_by_name(
     assert named in err["message"]
 
 
+BAD_USER_IDS = [
+    ("POST", "/v1/messages", {"as": "a\x00", "to": "bob", "cmid": "1", "text": "hi"}, "'as'"),
+    ("POST", "/v1/messages", {"as": " alice", "to": "bob", "cmid": "1", "text": "hi"}, "'as'"),
+    ("POST", "/v1/messages", {"as": "a\u202e", "to": "bob", "cmid": "1", "text": "hi"}, "'as'"),
+    ("POST", "/v1/groups", {"members": ["bob", "\u3164"]}, "'members[1]'"),
+    ("PUT", "/v1/friendships", {"pairs": [["alice", "b\x00"]], "state": "friends"}, "'pairs[0][1]'"),
+    ("PUT", "/v1/blocks", {"pairs": [["\talice", "bob"]], "blocked": True}, "'pairs[0][0]'"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "named"), BAD_USER_IDS)
+async def test_user_ids_are_held_to_the_rules_of_a_token_sub(
+    api: tuple[ClipwireServer, Backend], method: str, path: str, body: Any, named: str
+) -> None:
+    """No client could have these ids: the backend may not act as them nor store them."""
+    hub, backend = api
+    status, err = await backend.call(method, path, body)
+    assert (status, err["error"]) == (400, "bad_request"), (status, err)
+    assert named in err["message"], err
+    assert not (await hub.store.social("alice")).friends  # nothing was stored
+
+
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
