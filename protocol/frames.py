@@ -336,6 +336,12 @@ def _url(value: Any, name: str, limits: Limits) -> str:
         raise RequestError.bad(f"'{name}' must be an http or https URL") from None
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise RequestError.bad(f"'{name}' must be an http or https URL")
+    # What shows one host and opens another: credentials ("https://bank.example@evil.example"),
+    # backslashes (some parsers read "\\" as "/"), and tabs, controls or bidi marks (not
+    # printable) that parsers strip or that reorder the text a user reads.
+    if "@" in parts.netloc or "\\" in url or not url.isprintable():
+        raise RequestError.bad(f"'{name}' must be a plain http or https URL: no credentials, "
+                               "backslashes or invisible characters")
     return url
 
 

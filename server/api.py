@@ -30,6 +30,7 @@ from clipwire.protocol import ErrorCode, Limits, RequestError, decode_any
 from . import api_schema
 from .openapi import document
 from .session import Session
+from .transport.http import METRICS_PATH
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -140,6 +141,10 @@ class ServerApi:
                     self._public.add(path)
         if handlers:
             raise RuntimeError(f"handlers missing from the API document: {sorted(handlers)}")
+        # Prometheus text, not an API call (so not in the document). On this private port a
+        # scraper needs no key: the API key sends as anyone, and no scraper should hold it.
+        self.app.router.add_get(METRICS_PATH, self._metrics)
+        self._public.add(METRICS_PATH)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -301,6 +306,12 @@ class ServerApi:
 
     async def _video_unavailable(self, call: Call) -> dict[str, Any]:
         return {"tombstoned": await self.hub.video_unavailable(call.path["video"])}
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if request.query:
+            raise RequestError.bad(f"unknown parameter '{next(iter(request.query))}'")
+        return web.Response(body=self.hub.metrics.render(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _openapi(self, call: Call) -> dict[str, Any]:
         return self._document

@@ -21,6 +21,8 @@ from typing import Any
 
 from clipwire.protocol import RequestError
 
+from .auth import valid_user_id
+
 #: What a call to an operation without a ``requestBody`` may carry: nothing.
 NO_FIELDS: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
@@ -65,6 +67,9 @@ def check(schema: dict[str, Any], value: Any, name: str) -> None:
     if isinstance(value, str):
         _bounded(len(value), schema.get("minLength"), schema.get("maxLength"),
                  f"'{name}' must be", "characters long")
+        if schema.get("format") == "user-id" and not valid_user_id(value):
+            raise RequestError.bad(f"'{name}' must be a user id: printable characters, "
+                                   "no space at either end")
     elif isinstance(value, int) and not isinstance(value, bool):
         _bounded(value, schema.get("minimum"), schema.get("maximum"), f"'{name}' must be", "")
     elif isinstance(value, list):

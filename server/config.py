@@ -9,11 +9,13 @@ offending setting when a value cannot work.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from clipwire.protocol import DEFAULT_LIMITS, Limits
 
@@ -138,6 +140,10 @@ class HubConfig:
         10.0, "seconds a DM-policy or card answer is reused (0: ask every time)"
     )
     hook_cache_size: int = _setting(10_000, "most answers each backend hook keeps cached")
+    hook_allow_http: bool = _setting(
+        False, "allow http:// (not https://) webhook, DM-policy and card-resolver URLs on hosts "
+        "other than loopback (a private network you trust); loopback http is always allowed"
+    )
     webhook_url: str | None = _setting(
         None, "backend URL the hub POSTs signed JSON webhook events to (off when unset)", secret=True
     )
@@ -343,6 +349,10 @@ def _check_backend_hooks(c: HubConfig) -> None:
         url = getattr(c, name)
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"{_env(name)} must be an http:// or https:// URL")
+        if url and url.startswith("http://") and not c.hook_allow_http and not _loopback(url):
+            raise ConfigError(f"{_env(name)} must be https:// (http:// is refused but on loopback: "
+                              f"anyone on the path could forge or replay its answers); "
+                              f"set {_env('hook_allow_http')} to allow it")
     if c.dm_policy_url and not ("{sender}" in c.dm_policy_url and "{recipient}" in c.dm_policy_url):
         raise ConfigError(f"{_env('dm_policy_url')} must contain {{sender}} and {{recipient}}")
     if c.card_resolver_url and "{id}" not in c.card_resolver_url:
@@ -362,6 +372,17 @@ def _check_backend_hooks(c: HubConfig) -> None:
                  "webhook_flush_s"):
         if getattr(c, name) < 0:
             raise ConfigError(f"{_env(name)} (--{_flag(name)}) must not be negative")
+
+
+def _loopback(url: str) -> bool:
+    """True if ``url`` names this machine: plain http there never crosses a network."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _env(name: str) -> str:

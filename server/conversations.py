@@ -96,12 +96,20 @@ class ConversationCache:
         """``conv_id`` if ``user`` is a member of it (or ``trusted``: the backend), else None.
         A refusal read from the cache is checked against the store first: another node
         may have just added them."""
+        cached = conv_id in self._entries
         conv = await self.get(conv_id)
         if trusted:
             return conv
-        if (conv is None or user not in conv.members) and self._second_looks.allow(user):
-            self.forget(conv_id)
-            conv = await self.get(conv_id)
+        if cached and (conv is None or user not in conv.members):
+            # A refusal read from the cache does the store read a refusal of an unknown
+            # (never cached) id does: were it faster, timing would tell an outsider which
+            # conversations exist. A refusal just read from the store needs no second look.
+            if self._second_looks.allow(user):
+                self.forget(conv_id)
+                conv = await self.get(conv_id)
+            else:
+                fresh = await self._store.load_conversation(conv_id)
+                conv = fresh if fresh is not None and user in fresh.members else conv
         return conv if conv is not None and user in conv.members else None
 
     def outdated(self) -> None:

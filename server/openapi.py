@@ -27,12 +27,15 @@ def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[
 
 
 _ID = {"type": "string", "minLength": 1, "maxLength": 128}
+#: A user id, held to the rules of a token's ``sub`` (auth.valid_user_id), so the backend
+#: cannot act as, or store, an id no client could ever have ("a\x00", " alice").
+_USER = {**_ID, "format": "user-id"}
 _CARD = _object({"id": _ID, "url": {"type": "string", "format": "uri"},
                  "thumb": {"type": "string", "format": "uri"}, "caption": {"type": "string"},
                  "author": _ID, "duration_ms": {"type": "integer", "minimum": 0},
                  "at_ms": {"type": "integer", "minimum": 0}}, ("id", "url"))
 _AS = {"description": "act as this user (same rules as a client); omitted: the system user, "
-                      "which is not held to membership, the DM policy or blocks", **_ID}
+                      "which is not held to membership, the DM policy or blocks", **_USER}
 _REFUSED = {"description": "members not added: the acting user may not reach them (the DM policy, "
                            "or a block either way)", "type": "array", "items": _ID}
 _ERROR = {"description": "refused", "content": {"application/json": {"schema": {
@@ -51,7 +54,7 @@ _CLOSED = {
                          "close theirs when it arrives (their count is not gathered)",
                          "type": "boolean"}}
 _PAIRS = {"type": "array", "maxItems": MAX_PAIRS,
-          "items": {"type": "array", "items": _ID, "minItems": 2, "maxItems": 2}}
+          "items": {"type": "array", "items": _USER, "minItems": 2, "maxItems": 2}}
 
 
 def _op(name: str, summary: str, body: dict[str, Any] | None, result: dict[str, Any],
@@ -76,12 +79,13 @@ def _op(name: str, summary: str, body: dict[str, Any] | None, result: dict[str, 
 
 
 def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": _ID}
+    return {"name": name, "in": "path", "required": True,
+            "schema": _USER if name == "user" else _ID}
 
 
 def document() -> dict[str, Any]:
     uint = {"type": "integer", "minimum": 0, "maximum": MAX_UINT}
-    message_body = _object({"as": _AS, "to": _ID, "conv": _ID, "cmid": _ID,
+    message_body = _object({"as": _AS, "to": _USER, "conv": _ID, "cmid": _ID,
                             "kind": {"enum": ["text", "video"]}, "text": {"type": "string"},
                             "video": _CARD,
                             "reply": _object({"seq": uint, "at_ms": uint}, ("seq",))}, ("cmid",))
@@ -102,15 +106,15 @@ def document() -> dict[str, Any]:
             "/v1/shares": {"post": _op(
                 "share", "Share one video card to many users and conversations",
                 _object({"as": _AS, "cmid": _ID, "video": _CARD, "text": {"type": "string"},
-                         "to": {"type": "array", "items": _ID},
+                         "to": {"type": "array", "items": _USER},
                          "convs": {"type": "array", "items": _ID}}, ("cmid", "video")),
                 {"type": "object", "properties": {"results": {"type": "array"}}}, limited=True)},
             "/v1/groups": {"post": _op("group_create", "Create a group", _object({
-                "as": _AS, "title": {"type": "string"}, "members": {"type": "array", "items": _ID}}),
+                "as": _AS, "title": {"type": "string"}, "members": {"type": "array", "items": _USER}}),
                 {"type": "object", "properties": {"conv": _ID, "refused": _REFUSED}})},
             "/v1/groups/{conv}/members": {"post": _op("group_members", "Add and remove members",
-                _object({"as": _AS, "add": {"type": "array", "items": _ID},
-                         "remove": {"type": "array", "items": _ID}}),
+                _object({"as": _AS, "add": {"type": "array", "items": _USER},
+                         "remove": {"type": "array", "items": _USER}}),
                 {"type": "object", "properties": {"refused": _REFUSED}}, [_path_param("conv")])},
             "/v1/friendships": {"put": _op(
                 "friendships", "Set friendships in bulk (mirror the app's graph)",

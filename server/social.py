@@ -361,8 +361,14 @@ class Social:
         mine, theirs = await self._pair(session, other)
         if (other in mine.blocking or other in mine.blocked_by) and await self.graph.second_look(me):
             mine = await self.graph.record(me)
-        if other in mine.blocking or other in mine.blocked_by:
+        if other in mine.blocking:  # the blocker knows: unblock first
             raise RequestError(ErrorCode.FORBIDDEN, "you may not befriend this user")
+        if other in mine.blocked_by:
+            # As big messengers do, the request looks sent: a refusal would tell the
+            # requester they are blocked. Nothing is stored, and the blocker hears nothing.
+            self._friend_event(me, other, "requested", "out")
+            session.reply({"t": "ok", "id": req.id})
+            return
         if other in mine.requests_in:  # they asked first: this is a yes
             await self._accept(session, req.id, other, mine, theirs)
             return
@@ -447,9 +453,9 @@ class Social:
                 await self._set(me, other, mine, theirs, None)
                 self._friend_event(me, other, "removed")
                 self._friend_event(other, me, "removed")
-            # Each now looks offline to the other, whatever they last saw.
-            self.hub.deliver((other,), encode({"t": "presence", "user": me, "online": False,
-                                                "last_seen": None}))
+            # The blocker stops seeing the other at once. The blocked user is told nothing:
+            # a presence event naming the blocker would reveal the block; their presence
+            # of the blocker just stops, as it does when a friendship ends.
             self.hub.deliver((me,), encode({"t": "presence", "user": other, "online": False,
                                              "last_seen": None}))
         session.reply({"t": "ok", "id": req.id})

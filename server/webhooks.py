@@ -11,9 +11,12 @@ Every POST carries a JSON body ``{"events": [event, ...]}``, where an event is
 ``{"id", "type", "ts", "data"}`` (``ts`` in ms), and two headers::
 
     Clipwire-Webhook-Id: wh_<32 hex>    one per POST, the same on each retry: de-duplicate on it
-    Clipwire-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>
+    Clipwire-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<id>.<t>." + raw body)>
 
-Receivers check the signature with :func:`verify_signature` over the raw body.
+Receivers check the signature with :func:`verify_signature` over the id and the
+raw body. The id is inside the MAC (as with Stripe and Svix): were it not, a
+captured request could be replayed under a fresh id within the tolerance window
+(300 s) and pass a receiver's de-duplication.
 
 Event types, by the group of ``--webhook-events`` that enables them:
 
@@ -85,22 +88,25 @@ RETRY_STATUSES = frozenset({408, 425, 429})
 # -- signatures ---------------------------------------------------------------
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    """The ``Clipwire-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds)."""
-    return f"t={timestamp},v1={_mac(secret, timestamp, body)}"
+def sign(secret: str, body: bytes, timestamp: int, *, webhook_id: str) -> str:
+    """The ``Clipwire-Signature`` value for ``body`` sent as ``webhook_id`` at ``timestamp`` (unix s)."""
+    return f"t={timestamp},v1={_mac(secret, webhook_id, timestamp, body)}"
 
 
 def verify_signature(secret: str, header: str | None, body: bytes | str,
-                     tolerance_s: float = DEFAULT_TOLERANCE_S, *, now: float | None = None) -> bool:
-    """True if ``header`` (``Clipwire-Signature``) signs ``body`` with ``secret`` recently enough.
+                     tolerance_s: float = DEFAULT_TOLERANCE_S, *, webhook_id: str | None,
+                     now: float | None = None) -> bool:
+    """True if ``header`` (``Clipwire-Signature``) signs ``webhook_id`` and ``body`` recently enough.
 
-    For receivers: pass the raw request body, not re-serialized JSON. A
-    timestamp further than ``tolerance_s`` from ``now`` (default: the clock)
-    fails, so a captured request cannot be replayed later; de-duplicate
-    retries on ``Clipwire-Webhook-Id``. Several ``v1=`` values may be given
-    (secret rotation): one match is enough.
+    For receivers: pass the raw request body, not re-serialized JSON, and the
+    ``Clipwire-Webhook-Id`` header (required: it is signed, so a captured
+    request cannot be replayed under another id to slip past de-duplication).
+    A timestamp further than ``tolerance_s`` from ``now`` (default: the clock)
+    fails, so it cannot be replayed later either; within the window,
+    de-duplicate on the id. Several ``v1=`` values may be given (secret
+    rotation): one match is enough.
     """
-    if not header:
+    if not header or not webhook_id:
         return False
     timestamp: int | None = None
     candidates: list[str] = []
@@ -118,12 +124,13 @@ def verify_signature(secret: str, header: str | None, body: bytes | str,
     if abs((time.time() if now is None else now) - timestamp) > tolerance_s:
         return False
     data = body.encode() if isinstance(body, str) else body
-    expected = _mac(secret, timestamp, data)
+    expected = _mac(secret, webhook_id, timestamp, data)
     return any(hmac.compare_digest(expected, candidate) for candidate in candidates)
 
 
-def _mac(secret: str, timestamp: int, body: bytes) -> str:
-    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+def _mac(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
 def event_groups(value: str) -> frozenset[str]:
@@ -569,7 +576,7 @@ class WebhookSender:
         """The response status (``None`` if there was none) and a description for the log."""
         assert self._session is not None
         headers = {"Content-Type": "application/json", ID_HEADER: webhook_id,
-                   SIGNATURE_HEADER: sign(self._secret, body, int(time.time()))}
+                   SIGNATURE_HEADER: sign(self._secret, body, int(time.time()), webhook_id=webhook_id)}
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_s), self._session.post(

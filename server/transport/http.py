@@ -93,7 +93,8 @@ class TransportServer(Protocol):
 
 def hub_routes(hub: Hub, extra: HttpRoute | None = None) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
     """Plain HTTP on the WebSocket port: /healthz (alive), /readyz (store and broker),
-    /metrics, then ``extra``'s routes, and 404 for everything else."""
+    /metrics (unless the server API serves it), then ``extra``'s routes, and 404 for
+    everything else."""
 
     async def route(request: HttpRequest) -> HttpResponse:
         path = request.path
@@ -102,7 +103,9 @@ def hub_routes(hub: Hub, extra: HttpRoute | None = None) -> Callable[[HttpReques
         if path == READY_PATH:
             ready, why = await hub.ready()
             return HttpResponse.text(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, why + "\n")
-        if path == METRICS_PATH:
+        if path == METRICS_PATH and not hub.config.api_key:
+            # With the server API on, /metrics is served on its private port only: the
+            # client port faces the internet, and the counts describe every user's traffic.
             return HttpResponse(HTTPStatus.OK, hub.metrics.render(),
                                 "text/plain; version=0.0.4; charset=utf-8")
         if extra is not None:

@@ -293,20 +293,61 @@ async def test_a_wrong_type_is_refused_by_name(
     assert named in err["message"]
 
 
+BAD_USER_IDS = [
+    ("POST", "/v1/messages", {"as": "a\x00", "to": "bob", "cmid": "1", "text": "hi"}, "'as'"),
+    ("POST", "/v1/messages", {"as": " alice", "to": "bob", "cmid": "1", "text": "hi"}, "'as'"),
+    ("POST", "/v1/messages", {"as": "a\u202e", "to": "bob", "cmid": "1", "text": "hi"}, "'as'"),
+    ("POST", "/v1/groups", {"members": ["bob", "\u3164"]}, "'members[1]'"),
+    ("PUT", "/v1/friendships", {"pairs": [["alice", "b\x00"]], "state": "friends"}, "'pairs[0][1]'"),
+    ("PUT", "/v1/blocks", {"pairs": [["\talice", "bob"]], "blocked": True}, "'pairs[0][0]'"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "named"), BAD_USER_IDS)
+async def test_user_ids_are_held_to_the_rules_of_a_token_sub(
+    api: tuple[ClipwireServer, Backend], method: str, path: str, body: Any, named: str
+) -> None:
+    """No client could have these ids: the backend may not act as them nor store them."""
+    hub, backend = api
+    status, err = await backend.call(method, path, body)
+    assert (status, err["error"]) == (400, "bad_request"), (status, err)
+    assert named in err["message"], err
+    assert not (await hub.store.social("alice")).friends  # nothing was stored
+
+
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-async def test_api_calls_have_their_own_metrics(api: tuple[ClipwireServer, Backend]) -> None:
+async def test_metrics_leave_the_client_port_for_the_api_port(
+    api: tuple[ClipwireServer, Backend]
+) -> None:
+    """The client port faces the internet; with the API on, /metrics is on its private port."""
     hub, backend = api
+    async with backend.session.get(f"http://127.0.0.1:{hub.port}/metrics") as response:
+        assert response.status == 404
+        assert "clipwire_" not in await response.text()
+    for path in ("/healthz", "/readyz"):  # what load balancers probe stays open
+        async with backend.session.get(f"http://127.0.0.1:{hub.port}{path}") as response:
+            assert response.status == 200, path
+    async with backend.session.get(f"{backend.base}/metrics") as response:  # no key: a scraper
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        assert "clipwire_connections" in await response.text()
+    async with backend.session.get(f"{backend.base}/metrics?x=1") as response:
+        assert response.status == 400
+
+
+async def test_api_calls_have_their_own_metrics(api: tuple[ClipwireServer, Backend]) -> None:
+    _, backend = api
     await backend.ok("POST", "/v1/users/alice/disconnect")
     await backend.ok("POST", "/v1/users/bob/disconnect")
     assert (await backend.call("POST", "/v1/shares", {"from": "alice"}))[0] == 400
     assert (await backend.call("POST", "/v1/messages",  # not friends: a refusal of the hub core
                                {"as": "alice", "to": "bob", "cmid": "1", "text": "hi"}))[0] == 403
     assert (await backend.call("GET", "/v1/presence?users=a", key="wrong"))[0] == 401
-    async with backend.session.get(f"http://127.0.0.1:{hub.port}/metrics") as response:
+    async with backend.session.get(f"{backend.base}/metrics") as response:
         samples = _samples(await response.text())
     requests = {labels: value for (name, labels), value in samples.items()
                 if name == "clipwire_api_requests_total"}

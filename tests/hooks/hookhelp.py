@@ -74,8 +74,10 @@ class Backend:
         body = await request.read()
         signature = request.headers.get(SIGNATURE_HEADER, "")
         response = await self.webhook_script(request)
-        self.deliveries.append(Delivery(request.headers.get(ID_HEADER, ""), signature, body,
-                                        verify_signature(WEBHOOK_SECRET, signature, body),
+        webhook_id = request.headers.get(ID_HEADER, "")
+        self.deliveries.append(Delivery(webhook_id, signature, body,
+                                        verify_signature(WEBHOOK_SECRET, signature, body,
+                                                         webhook_id=webhook_id),
                                         response.status))
         async with self._changed:
             self._changed.notify_all()

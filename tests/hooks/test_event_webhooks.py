@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 
 import orjson
@@ -117,26 +119,45 @@ async def test_receiver_rejects_a_tampered_webhook(hooked: Hooked, dial: Dial, b
     delivery = backend.deliveries[0]
     assert delivery.verified and delivery.webhook_id.startswith("wh_")
     assert delivery.signature.startswith("t=") and ",v1=" in delivery.signature
-    body, header = delivery.body, delivery.signature
-    assert verify_signature(WEBHOOK_SECRET, header, body)
-    assert verify_signature(WEBHOOK_SECRET, header, body.decode())  # str bodies too
+    body, header, wid = delivery.body, delivery.signature, delivery.webhook_id
+    assert verify_signature(WEBHOOK_SECRET, header, body, webhook_id=wid)
+    assert verify_signature(WEBHOOK_SECRET, header, body.decode(), webhook_id=wid)  # str bodies too
 
     tampered = body.replace(b'"online":true', b'"online":false')
-    assert tampered != body and not verify_signature(WEBHOOK_SECRET, header, tampered)
+    assert tampered != body and not verify_signature(WEBHOOK_SECRET, header, tampered, webhook_id=wid)
     flipped = header[:-1] + ("0" if header[-1] != "0" else "1")
-    assert not verify_signature(WEBHOOK_SECRET, flipped, body)
-    assert not verify_signature("another-secret", header, body)
-    assert not verify_signature(WEBHOOK_SECRET, None, body)
-    assert not verify_signature(WEBHOOK_SECRET, "garbage", body)
-    assert not verify_signature(WEBHOOK_SECRET, "t=abc,v1=00", body)
+    assert not verify_signature(WEBHOOK_SECRET, flipped, body, webhook_id=wid)
+    assert not verify_signature("another-secret", header, body, webhook_id=wid)
+    assert not verify_signature(WEBHOOK_SECRET, None, body, webhook_id=wid)
+    assert not verify_signature(WEBHOOK_SECRET, "garbage", body, webhook_id=wid)
+    assert not verify_signature(WEBHOOK_SECRET, "t=abc,v1=00", body, webhook_id=wid)
     # An old signature is refused (replay), however valid its MAC.
-    stale = sign(WEBHOOK_SECRET, body, int(time.time()) - 3600)
-    assert not verify_signature(WEBHOOK_SECRET, stale, body)
-    assert verify_signature(WEBHOOK_SECRET, stale, body, tolerance_s=7200)
+    stale = sign(WEBHOOK_SECRET, body, int(time.time()) - 3600, webhook_id=wid)
+    assert not verify_signature(WEBHOOK_SECRET, stale, body, webhook_id=wid)
+    assert verify_signature(WEBHOOK_SECRET, stale, body, tolerance_s=7200, webhook_id=wid)
     # A rotated secret: the receiver accepts any of several v1 values.
-    other = sign("old-secret", body, int(header.split(",")[0][2:])).split(",")[1]
-    assert verify_signature(WEBHOOK_SECRET, f"{header},{other}", body)
+    other = sign("old-secret", body, int(header.split(",")[0][2:]), webhook_id=wid).split(",")[1]
+    assert verify_signature(WEBHOOK_SECRET, f"{header},{other}", body, webhook_id=wid)
     assert orjson.loads(body)["events"][0]["type"] == "presence"
+
+
+async def test_a_captured_webhook_does_not_replay_under_a_new_id(
+        hooked: Hooked, dial: Dial, backend: Backend) -> None:
+    """The id is signed: within the window, a fresh id cannot slip past de-duplication."""
+    server = await hooked()
+    await dial(server.url, "bob")
+    await backend.wait_deliveries(1)
+    delivery = backend.deliveries[0]
+    body, header, wid = delivery.body, delivery.signature, delivery.webhook_id
+    assert verify_signature(WEBHOOK_SECRET, header, body, webhook_id=wid)
+    assert not verify_signature(WEBHOOK_SECRET, header, body, webhook_id="wh_" + "0" * 32)
+    assert not verify_signature(WEBHOOK_SECRET, header, body, webhook_id="")
+    assert not verify_signature(WEBHOOK_SECRET, header, body, webhook_id=None)
+    # The signed string is "<id>.<t>." + body, as documented for receivers in other languages.
+    timestamp = header.split(",")[0][2:]
+    mac = hmac.new(WEBHOOK_SECRET.encode(), f"{wid}.{timestamp}.".encode() + body,
+                   hashlib.sha256).hexdigest()
+    assert header == f"t={timestamp},v1={mac}"
 
 
 @pytest.mark.parametrize(("settings", "named"), [
@@ -151,6 +172,22 @@ async def test_receiver_rejects_a_tampered_webhook(hooked: Hooked, dial: Dial, b
 def test_wrong_hook_settings_are_named_at_start(settings: dict[str, object], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         HubConfig(secret="s", **settings).check()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["webhook_url", "dm_policy_url", "card_resolver_url"])
+def test_plain_http_hooks_are_refused_off_loopback(name: str) -> None:
+    """Hook answers decide DMs and cards, and webhooks carry messages: no clear text on a network."""
+    path = {"webhook_url": "/hooks", "dm_policy_url": "/dm?from={sender}&to={recipient}",
+            "card_resolver_url": "/cards/{id}"}[name]
+    base = {"secret": "s" * 32, "webhook_secret": "w"}
+    with pytest.raises(ConfigError, match=f"CLIPWIRE_{name.upper()} must be https://"):
+        HubConfig(**base, **{name: "http://backend.internal" + path}).check()  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="CLIPWIRE_HOOK_ALLOW_HTTP"):
+        HubConfig(**base, **{name: "http://10.0.0.7:8080" + path}).check()  # type: ignore[arg-type]
+    for url in ("https://backend.internal", "http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9"):
+        HubConfig(**base, **{name: url + path}).check()  # type: ignore[arg-type]
+    allowed = {name: "http://backend.internal" + path, "hook_allow_http": True}
+    HubConfig(**base, **allowed).check()  # type: ignore[arg-type]
 
 
 async def test_webhook_metrics_are_exported(hooked: Hooked, dial: Dial, backend: Backend,

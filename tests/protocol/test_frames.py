@@ -629,6 +629,15 @@ BAD_CARDS: list[Any] = [
     pytest.param({**CARD, "url": "x.example/v"}, "video.url", id="no-scheme"),
     pytest.param({**CARD, "url": "//x.example/v"}, "video.url", id="scheme-relative"),
     pytest.param({**CARD, "url": "https://x.example/" + "a" * 2048}, "video.url", id="long-url"),
+    pytest.param({**CARD, "url": "https://user:pass@x.example/v"}, "video.url", id="credentials"),
+    pytest.param({**CARD, "url": "https://x.example@evil.example/v"}, "video.url", id="user-at"),
+    pytest.param({**CARD, "url": "https://x.example\\@evil.example/v"}, "video.url", id="backslash"),
+    pytest.param({**CARD, "url": "https://x.example/\\evil"}, "video.url", id="backslash-path"),
+    pytest.param({**CARD, "url": "https://x.ex\tample/v"}, "video.url", id="tab"),
+    pytest.param({**CARD, "url": "https://x.example/v\n"}, "video.url", id="newline"),
+    pytest.param({**CARD, "url": "https://x.example/\u202egpj.exe"}, "video.url", id="bidi"),
+    pytest.param({**CARD, "url": "https://x.example/\u200bv"}, "video.url", id="zero-width"),
+    pytest.param({**CARD, "thumb": "https://u:p@x.example/t.jpg"}, "video.thumb", id="credentials-thumb"),
     pytest.param({**CARD, "thumb": "ftp://x.example/t.jpg"}, "video.thumb", id="ftp-thumb"),
     pytest.param({**CARD, "thumb": 1}, "video.thumb", id="int-thumb"),
     pytest.param({**CARD, "thumb": "thumb.jpg"}, "video.thumb", id="relative-thumb"),
@@ -664,6 +673,15 @@ def test_parse_video_card_names_the_field(card: Any, named: str) -> None:
         parse_video_card(card)
     assert info.value.code is ErrorCode.BAD_REQUEST
     assert f"'{named}'" in info.value.message
+
+
+def test_a_card_url_shows_the_host_it_opens() -> None:
+    """An '@' in the host part hides the real host; in the path (a TikTok handle) it is fine."""
+    for url in ("https://www.tiktok.com/@cat/video/7?lang=en#t=3", "http://x.example:8080/a%20b",
+                "https://例え.jp/動画", "https://[::1]:8443/v"):
+        assert parse_video_card({**CARD, "url": url}).url == url
+    with pytest.raises(RequestError, match="no credentials"):
+        parse_video_card({**CARD, "url": "https://www.tiktok.com@evil.example/@cat/video/7"})
 
 
 def test_parse_video_card_uses_the_given_name() -> None:

@@ -62,8 +62,6 @@ async def test_block_ends_friendship_and_requests_and_unblock_restores_nothing(
     assert set(await bob.ok("block", user="alice")) == {"t", "id"}
     assert await alice.event("friend") == {"t": "friend", "user": "bob", "state": "removed"}
     assert await bob.event("friend") == {"t": "friend", "user": "alice", "state": "removed"}
-    assert await alice.event("presence") == {"t": "presence", "user": "bob", "online": False,
-                                             "last_seen": None}
     assert await bob.event("presence") == {"t": "presence", "user": "alice", "online": False,
                                            "last_seen": None}
     await carol.ok("block", user="bob")  # the blocker here had a pending request out
@@ -71,10 +69,13 @@ async def test_block_ends_friendship_and_requests_and_unblock_restores_nothing(
     bob_again = await join("bob")
     assert bob_again.welcome["friends"] == [] and bob_again.welcome["requests"] == []
 
-    # Befriending across a block is refused, whoever asks.
-    for client, other in ((alice, "bob"), (bob, "alice"), (bob, "carol")):
-        reply = await client.call("friend.request", user=other)
-        assert (error_code(reply), reply["message"]) == ("forbidden", "you may not befriend this user")
+    # The blocker may not befriend whom they block; the blocked user's request looks sent.
+    reply = await bob.call("friend.request", user="alice")
+    assert (error_code(reply), reply["message"]) == ("forbidden", "you may not befriend this user")
+    for client, other in ((alice, "bob"), (bob, "carol")):
+        await client.ok("friend.request", user=other)
+    bob_again = await join("bob")
+    assert bob_again.welcome["friends"] == [] and bob_again.welcome["requests"] == []
 
     # Blocking again changes nothing and says nothing.
     await quiet(alice, bob)
@@ -91,6 +92,34 @@ async def test_block_ends_friendship_and_requests_and_unblock_restores_nothing(
     assert error_code(await alice.call("send", to="bob", cmid="c1", text="hi")) == "forbidden"
     await befriend(alice, bob)  # but they may become friends again
     await alice.ok("send", to="bob", cmid="c2", text="hi again")
+
+
+async def test_being_blocked_is_not_revealed_by_events_or_friend_requests(
+    hub_factory: HubFactory, dial: Dial
+) -> None:
+    """A blocked user hears nothing naming the blocker, and asks as if nothing happened."""
+    _, join = await social_hub(hub_factory, dial)
+    alice, bob, dave = await join("alice"), await join("bob"), await join("dave")
+    await befriend(alice, bob)
+    await quiet(alice, bob)
+    await bob.ok("block", user="alice")
+    await settle(bob, alice)
+    # Alice sees the friendship end, as when bob unfriends her, and nothing else.
+    assert alice.queued() == [{"t": "friend", "user": "bob", "state": "removed"}]
+    await quiet(alice, bob, dave)
+
+    # Her request to bob answers like her request to dave, who blocks no one.
+    blocked = await alice.call("friend.request", user="bob")
+    free = await alice.call("friend.request", user="dave")
+    assert {k: v for k, v in blocked.items() if k != "id"} == {k: v for k, v in free.items()
+                                                                if k != "id"} == {"t": "ok"}
+    await settle(alice, bob, dave)
+    assert queued_of(alice, "friend", user="bob") == [
+        {"t": "friend", "user": "bob", "state": "requested", "direction": "out"}]
+    assert queued_of(dave, "friend", user="alice") != [] and bob.queued() == []
+    # Nothing was created: bob has no request from alice, and no friendship comes of it.
+    assert (await join("bob")).welcome["requests"] == []
+    assert error_code(await bob.call("friend.accept", user="alice")) == "not_found"
 
 
 async def test_unblock_reopens_dms_under_the_open_policy(hub_factory: HubFactory, dial: Dial) -> None:
@@ -262,8 +291,8 @@ async def test_a_block_ends_what_a_watcher_hears(hub_factory: HubFactory, dial: 
     for watcher in (alice, dave):  # alice watches carol through their group; dave is her friend
         assert (await watcher.ok("presence", users=["carol"]))["users"][0]["online"] is True
     await carol.ok("block", user="alice")
-    assert await alice.event("presence") == {"t": "presence", "user": "carol", "online": False,
-                                             "last_seen": None}
+    await settle(carol, alice)
+    assert queued_of(alice, "presence") == []  # nothing names the blocker; it just goes quiet
     await quiet(alice)
     await carol.close()
     await dave.event("presence", user="carol", online=False)

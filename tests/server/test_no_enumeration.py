@@ -9,6 +9,19 @@ from pathlib import Path
 from wire import SECRET, Dial, HubFactory, token
 
 from clipwire.server import sign_token
+from clipwire.server.conversations import dm_id
+from clipwire.server.store.base import Conversation
+from clipwire.server.store.sqlite import SQLiteStore
+
+
+class CountingStore(SQLiteStore):
+    """The real SQLite store, counting the conversation loads the hub asks of it."""
+
+    loads = 0
+
+    async def load_conversation(self, conv: str) -> Conversation | None:
+        self.loads += 1
+        return await super().load_conversation(conv)
 
 
 async def test_blocked_unknown_and_foreign_targets_answer_alike(
@@ -28,6 +41,30 @@ async def test_blocked_unknown_and_foreign_targets_answer_alike(
     ]
     assert len({(a["t"], a["code"], a["message"]) for a in answers}) == 1, answers
     assert answers[0]["code"] == "forbidden"
+
+
+async def test_an_existing_conversation_is_refused_with_the_same_work_as_a_missing_one(
+    hub_factory: HubFactory, dial: Dial, tmp_path: Path
+) -> None:
+    """Outsiders' refusals cost the same store reads whether the conversation exists or not.
+
+    The cache kept hits and not misses, so a refused ``read`` of an existing DM took no
+    store read and one of a made-up id took one: measurably faster, it told which exist.
+    """
+    store = CountingStore(tmp_path / "counted.db")
+    hub = await hub_factory(store=store)
+    alice, mallory = await dial(hub.url, "alice"), await dial(hub.url, "mallory")
+    await alice.ok("send", to="bob", cmid="1", text="private")
+    existing, missing = dm_id("alice", "bob"), dm_id("alice", "nobody-by-this-name")
+    assert hub.hub.convs.peek(existing) is not None  # the refusal would come from the cache
+    answers, loads = [], []
+    for conv in (existing, missing, existing, missing):
+        before = store.loads
+        answers.append(await mallory.call("read", conv=conv, seq=1))
+        loads.append(store.loads - before)
+    assert len({(a["t"], a["code"], a["message"]) for a in answers}) == 1, answers
+    assert answers[0]["code"] == "forbidden"
+    assert loads == [1, 1, 1, 1], loads
 
 
 def test_no_token_in_the_logs_even_at_debug(tmp_path: Path) -> None:
