@@ -271,13 +271,14 @@ async def test_block_hides_and_refuses(hub_factory: HubFactory, sdk: SdkFactory)
     await alice.block("bob")
     assert await next_event(alice, FriendEvent) == FriendEvent("bob", "removed", was="friends")
     assert await next_event(alice, Presence) == Presence("bob", False, None)
-    assert await next_event(bob, Presence, where=lambda e: not e.online) == Presence(
-        "alice", False, None)
+    # The blocked side sees an unfriend, nothing naming the block (SECURITY.md).
+    assert await next_event(bob, FriendEvent) == FriendEvent("alice", "removed", was="friends")
     assert list(alice.friends) == list(bob.friends) == ["carol"]
     with pytest.raises(Forbidden):
         await bob.send_text("why?", conv=dm)
-    with pytest.raises(Forbidden):
-        await bob.friend_request("alice")
+    await bob.friend_request("alice")  # looks sent; stored nowhere, and alice hears nothing
+    assert not [e for e in await quiet(alice, 0.3) if isinstance(e, FriendEvent | Presence)]
+    assert [e for e in await quiet(bob, 0.3) if isinstance(e, Presence) and e.user == "alice"] == []
 
     said = await bob.send_text("hello crew", conv=group)
     await bob.typing(group)
