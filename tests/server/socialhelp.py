@@ -73,6 +73,12 @@ async def group(owner: RawClient, *members: str, title: str = "crew") -> str:
     return conv
 
 
+async def strangers_in_a_group(join: Join) -> tuple[RawClient, RawClient, RawClient, str]:
+    """alice and bob, strangers to each other, in carol's group (the policy must admit them)."""
+    alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
+    return alice, bob, carol, await group(carol, "alice", "bob")
+
+
 async def until(condition: Callable[[], bool], timeout: float = WAIT_S) -> None:
     """Poll the in-process hub's state until ``condition`` holds (for a leave to be handled)."""
     async with asyncio.timeout(timeout):

@@ -10,7 +10,14 @@ from __future__ import annotations
 import msgpack
 from socialhelp import error_code
 from test_request_rates import flood
-from wire import Dial, HubFactory
+from wire import Dial, HubFactory, RawClient
+
+
+async def groups_with_victim(mallory: RawClient, groups: int, others: int) -> list[str]:
+    """``groups`` groups of mallory's, each with the victim and ``others`` long member ids."""
+    crowd = [f"member-{n:04d}-" + "x" * 50 for n in range(others)]
+    return [(await mallory.ok("group.create", members=["victim", *crowd], title=f"g{n}"))["conv"]
+            for n in range(groups)]
 
 
 async def test_group_changes_are_rate_limited_per_member_named(hub_factory: HubFactory, dial: Dial) -> None:
@@ -48,10 +55,8 @@ async def test_the_welcome_fits_the_send_buffer_and_leaving_needs_no_download(
 ) -> None:
     buffer = 64 * 1024
     hub = await hub_factory(send_buffer_bytes=buffer, rate_group_per_s=100_000.0)
-    mallory = await dial(hub.url, "mallory")
-    crowd = [f"member-{n:04d}-" + "x" * 50 for n in range(150)]
-    convs = [(await mallory.ok("group.create", members=["victim", *crowd], title=f"g{n}"))["conv"]
-             for n in range(40)]  # about 400 KB of members for the victim's welcome
+    convs = await groups_with_victim(await dial(hub.url, "mallory"), 40, 150)
+    # about 400 KB of members for the victim's welcome
 
     victim = await dial(hub.url, "victim")
     assert len(msgpack.packb(victim.welcome)) <= buffer // 4
@@ -69,9 +74,7 @@ async def test_the_welcome_and_the_resume_backlog_share_half_the_send_buffer(
     buffer = 64 * 1024
     hub = await hub_factory(send_buffer_bytes=buffer, rate_group_per_s=100_000.0)
     mallory = await dial(hub.url, "mallory")
-    crowd = [f"member-{n:04d}-" + "x" * 50 for n in range(45)]
-    convs = [(await mallory.ok("group.create", members=["victim", *crowd], title=f"g{n}"))["conv"]
-             for n in range(5)]
+    convs = await groups_with_victim(mallory, 5, 45)
     for n in range(30):
         await mallory.ok("send", conv=convs[0], cmid=f"c{n}", text="y" * 3000)
 

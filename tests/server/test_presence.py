@@ -5,7 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 
-from socialhelp import befriend, error_code, group, queued_of, quiet, settle, social_hub, until
+from socialhelp import (
+    befriend,
+    error_code,
+    group,
+    queued_of,
+    quiet,
+    settle,
+    social_hub,
+    strangers_in_a_group,
+    until,
+)
 from wire import Dial, HubFactory, HubProcess, RawClient, token
 
 
@@ -219,8 +229,7 @@ async def test_leaving_a_group_ends_presence_between_strangers_both_ways(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
     _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
-    alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
-    conv = await group(carol, "alice", "bob")
+    alice, bob, carol, conv = await strangers_in_a_group(join)
     # alice and bob are strangers who share carol's group: each watches the other.
     assert (await alice.ok("presence", users=["bob"]))["users"][0]["online"] is True
     assert (await bob.ok("presence", users=["alice"]))["users"][0]["online"] is True

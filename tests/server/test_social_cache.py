@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from socialhelp import befriend, error_code, group, quiet, social_hub
+from socialhelp import befriend, error_code, quiet, social_hub, strangers_in_a_group
 from wire import WAIT_S, Dial, HubFactory
 
 from clipwire.server.broker.memory import MemoryBroker
@@ -128,8 +128,7 @@ async def test_a_blocker_gets_a_stub_when_the_senders_record_left_the_cache_befo
     store = GatedStore(tmp_path / "gated.db")
     server, join = await social_hub(hub_factory, dial, store=store, broker=MemoryBroker(),
                                     dm_policy="everyone")
-    alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
-    conv = await group(carol, "alice", "bob")
+    alice, bob, carol, conv = await strangers_in_a_group(join)
     await bob.ok("block", user="alice")
     await quiet(alice, bob, carol)
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from socialhelp import error_code, group, queued_of, quiet, settle, social_hub
+from socialhelp import error_code, group, queued_of, quiet, settle, social_hub, strangers_in_a_group
 from wire import Dial, HubFactory, RawClient
 
 
@@ -129,8 +129,7 @@ async def test_a_blocked_users_watch_does_not_reach_the_blocker_either_way(
     hub_factory: HubFactory, dial: Dial
 ) -> None:
     _, join = await social_hub(hub_factory, dial, dm_policy="everyone")
-    alice, bob, carol = await join("alice"), await join("bob"), await join("carol")
-    conv = await group(carol, "alice", "bob")
+    alice, bob, carol, conv = await strangers_in_a_group(join)
     await bob.ok("block", user="alice")
     await quiet(alice, bob, carol)
 
